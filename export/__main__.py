@@ -1,0 +1,5 @@
+import sys
+
+from export.cli import run
+
+sys.exit(run())

@@ -1,0 +1,28 @@
+"""One exception hierarchy for the export pipeline; every stage raises one of these."""
+
+
+class ExportError(Exception):
+    """Base class: an export could not produce a verified model."""
+
+
+class WeightsError(ExportError):
+    """Weights could not be found, their hash did not match, or they did not load strictly."""
+
+
+class ConversionError(ExportError):
+    """A foreign weight format (e.g. ncnn) could not be mapped onto the architecture."""
+
+
+class ValidationError(ExportError):
+    """An exported artefact disagrees with its reference beyond tolerance."""
+
+    def __init__(self, model: str, output: str, error: float, tolerance: float, metric: str):
+        self.model = model
+        self.output = output
+        self.error = error
+        self.tolerance = tolerance
+        self.metric = metric
+        super().__init__(
+            f"{model}: output '{output}' failed validation: {metric} = {error:.6g} "
+            f"(tolerance {tolerance:.6g})"
+        )

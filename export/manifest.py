@@ -1,0 +1,71 @@
+"""`manifest.json`, written next to each installed model: what was exported, from which weights,
+under which licence, with which tools, and how well it matched its reference."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from export.validate import CheckResult
+from export.weights import SourceFile
+
+MANIFEST_NAME = "manifest.json"
+TOOL_PACKAGES = ("torch", "onnx", "onnxruntime", "numpy", "ncnn")
+
+
+@dataclass
+class Manifest:
+    model: str
+    description: str
+    variant: str
+    weights_kind: str
+    weights_licence: str
+    weights_detail: str
+    weights_files: list[SourceFile]
+    onnx_file: str
+    onnx_sha256: str
+    opset: int
+    opset_reason: str
+    validation: list[CheckResult]
+    fingerprint: str
+    created_at: str
+    tools: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.weights_kind == "synthetic"
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        # Said at the top level so that health output and responses can repeat it verbatim.
+        data["synthetic"] = self.synthetic
+        if self.synthetic:
+            data["warning"] = "synthetic weights: outputs are not meaningful"
+        return json.dumps(data, indent=2) + "\n"
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in TOOL_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> Path:
+    path = directory / MANIFEST_NAME
+    path.write_text(manifest.to_json())
+    return path
+
+
+def read_manifest(directory: Path) -> dict[str, object] | None:
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    loaded: dict[str, object] = json.loads(path.read_text())
+    return loaded

@@ -1,0 +1,285 @@
+"""The export chain: load → patch → ONNX → validate → install, each stage checkable on its own.
+
+A model is only installed after it has matched its references; re-running with nothing changed
+(same weights, same exporter code, same tool versions) does no work."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from export.errors import ExportError
+from export.graphs import GraphSpec
+from export.manifest import Manifest, read_manifest, tool_versions, write_manifest
+from export.samples import to_nchw_float
+from export.spec import Array, ModelSpec, WeightKind
+from export.validate import (
+    CheckResult,
+    check_against_reference,
+    check_names,
+    compare_outputs,
+    open_session,
+    raise_on_failure,
+)
+from export.weights import (
+    ResolvedWeights,
+    SourceFile,
+    WeightsMode,
+    choose_source,
+    load_strict,
+    load_weights,
+    sha256_of,
+    source_files,
+)
+
+MODEL_FILE = "model.onnx"
+VERSION = "1"
+EXPORT_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    repository: Path
+    weights: WeightsMode = "auto"
+    weights_dir: Path = Path("weights")
+    tiny: bool = False
+    force: bool = False
+    show_progress: bool = True
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    name: str
+    skipped: bool
+    weights_kind: str
+    manifest: Path
+    checks: tuple[CheckResult, ...]
+
+
+def code_hash() -> str:
+    """Hash of the exporter's own sources: a change to any spec or stage invalidates old exports."""
+    digest = hashlib.sha256()
+    for path in sorted(EXPORT_DIR.rglob("*.py")):
+        digest.update(path.relative_to(EXPORT_DIR).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def fingerprint(name: str, variant: str, kind: str, files: tuple[SourceFile, ...]) -> str:
+    payload = {
+        "name": name,
+        "variant": variant,
+        "weights": kind,
+        "files": [(f.path, f.sha256) for f in files],
+        "code": code_hash(),
+        "tools": tool_versions(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def is_up_to_date(model_dir: Path, expected: str) -> bool:
+    manifest = read_manifest(model_dir)
+    model_file = model_dir / VERSION / MODEL_FILE
+    if manifest is None or manifest.get("fingerprint") != expected or not model_file.is_file():
+        return False
+    return manifest.get("onnx_sha256") == sha256_of(model_file)
+
+
+def load_model(
+    spec: ModelSpec, kind: WeightKind, options: ExportOptions
+) -> tuple[nn.Module, ResolvedWeights]:
+    """Stage 1: the architecture with its weights, loaded strictly."""
+    model = spec.build_tiny() if options.tiny else spec.build()
+    weights = load_weights(spec, kind, options.weights_dir, model)
+    return load_strict(model, weights, spec.name), weights
+
+
+@contextlib.contextmanager
+def patch_model(model: nn.Module) -> Iterator[nn.Module]:
+    """Stage 2: tracing fixes live here, so specs stay declarative. The SR models trace as they
+    are; models that need fixes (fixed noise buffers, static branches) add them in this stage."""
+    with torch.no_grad():
+        yield model
+
+
+def export_onnx(spec: ModelSpec, model: nn.Module, sample: Array, path: Path) -> None:
+    """Stage 3. The TorchScript exporter is used on purpose: `dynamic_axes` + opset 17 give a
+    graph that ORT and TensorRT both take, and it is deterministic for these convnets."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
+        warnings.simplefilter("ignore", category=UserWarning)
+        torch.onnx.export(
+            model,
+            (torch.from_numpy(sample),),
+            str(path),
+            input_names=[t.name for t in spec.inputs],
+            output_names=[t.name for t in spec.outputs],
+            dynamic_axes=spec.dynamic_axes,
+            opset_version=spec.opset,
+            dynamo=False,
+        )
+    onnx.checker.check_model(str(path))
+
+
+def validate_model(
+    spec: ModelSpec, model: nn.Module, path: Path, kind: WeightKind, tiny: bool
+) -> list[CheckResult]:
+    """Stage 4: names → shapes → values against PyTorch on a real photo (batch of 2, so the
+    dynamic batch axis Triton relies on is exercised), then the independent reference."""
+    session = open_session(path)
+    check_names(session, spec.inputs, spec.outputs, spec.name)
+    image = spec.sample()
+    batch = np.concatenate([to_nchw_float(image), to_nchw_float(image[::-1].copy())])
+    with torch.no_grad():
+        expected = model(torch.from_numpy(batch)).numpy()
+    output = spec.outputs[0].name
+    actual = session.run([output], {spec.inputs[0].name: batch})[0]
+    label = f"astronaut photo crop {image.shape[1]}x{image.shape[0]}, batch 2"
+    results = compare_outputs(
+        spec.name, "onnxruntime_vs_pytorch", label, {output: expected}, {output: actual}, spec.atol
+    )
+    raise_on_failure(spec.name, results)
+    reference = spec.reference
+    if reference is not None and kind in reference.applies_to and not tiny:
+        photo = reference.image()
+        result = check_against_reference(
+            spec.name,
+            session,
+            reference.run,
+            photo,
+            reference.min_psnr_db,
+            f"onnxruntime_vs_{reference.name}",
+            f"astronaut photo {photo.shape[1]}x{photo.shape[0]}",
+        )
+        results.append(result)
+        raise_on_failure(spec.name, results)
+    return results
+
+
+def install(model_dir: Path, built: Path, manifest: Manifest) -> Path:
+    """Stage 5: move the verified file into the repository; the manifest is written last, so a
+    crash in between leaves a model that the next run re-exports."""
+    version_dir = model_dir / VERSION
+    version_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "manifest.json").unlink(missing_ok=True)
+    built.replace(version_dir / MODEL_FILE)
+    return write_manifest(model_dir, manifest)
+
+
+def _stage_bar(name: str, stages: list[str], show: bool) -> tqdm[str]:
+    return tqdm(stages, desc=name, unit="stage", disable=not show, leave=True)
+
+
+def export_model(spec: ModelSpec, options: ExportOptions) -> ExportOutcome:
+    """Run the whole chain for one torch model, or nothing if its install is up to date."""
+    variant = "tiny" if options.tiny else "full"
+    kind = choose_source(spec, options.weights, options.weights_dir)
+    files = source_files(spec, kind, options.weights_dir)
+    expected = fingerprint(spec.name, variant, kind, files)
+    model_dir = options.repository / spec.name
+    if not options.force and is_up_to_date(model_dir, expected):
+        return ExportOutcome(spec.name, True, kind, model_dir / "manifest.json", ())
+    bar = _stage_bar(
+        spec.name, ["load", "patch", "onnx", "validate", "install"], options.show_progress
+    )
+    with tempfile.TemporaryDirectory(prefix=f"facet-{spec.name}-") as tmp:
+        built = Path(tmp) / MODEL_FILE
+        bar.set_postfix_str(f"weights={kind}")
+        model, weights = load_model(spec, kind, options)
+        bar.update()
+        with patch_model(model) as patched:
+            bar.update()
+            export_onnx(spec, patched, to_nchw_float(spec.sample()), built)
+            bar.update()
+            checks = validate_model(spec, patched, built, kind, options.tiny)
+            bar.update()
+        manifest = Manifest(
+            model=spec.name,
+            description=spec.description,
+            variant=variant,
+            weights_kind=kind,
+            weights_licence=weights.licence,
+            weights_detail=weights.detail,
+            weights_files=list(files),
+            onnx_file=f"{VERSION}/{MODEL_FILE}",
+            onnx_sha256=sha256_of(built),
+            opset=spec.opset,
+            opset_reason=spec.opset_reason,
+            validation=checks,
+            fingerprint=expected,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            tools=tool_versions(),
+        )
+        path = install(model_dir, built, manifest)
+        bar.update()
+    bar.close()
+    return ExportOutcome(spec.name, False, kind, path, tuple(checks))
+
+
+def export_graph(spec: GraphSpec, options: ExportOptions) -> ExportOutcome:
+    """Graphs written with onnx.helper: validated against their numpy reference, then installed."""
+    model_dir = options.repository / spec.name
+    expected = fingerprint(spec.name, "graph", "none", ())
+    if not options.force and is_up_to_date(model_dir, expected):
+        return ExportOutcome(spec.name, True, "none", model_dir / "manifest.json", ())
+    with tempfile.TemporaryDirectory(prefix=f"facet-{spec.name}-") as tmp:
+        built = Path(tmp) / MODEL_FILE
+        onnx.save(spec.build(), str(built))
+        session = open_session(built)
+        check_names(session, spec.inputs, spec.outputs, spec.name)
+        sample = spec.sample()
+        output = spec.outputs[0].name
+        actual = session.run([output], {spec.inputs[0].name: sample})[0]
+        checks = compare_outputs(
+            spec.name,
+            "onnxruntime_vs_numpy",
+            "fixed sample",
+            {output: spec.reference(sample)},
+            {output: actual},
+            0.0,
+        )
+        raise_on_failure(spec.name, checks)
+        manifest = Manifest(
+            model=spec.name,
+            description=spec.description,
+            variant="graph",
+            weights_kind="none",
+            weights_licence="n/a (no weights)",
+            weights_detail="",
+            weights_files=[],
+            onnx_file=f"{VERSION}/{MODEL_FILE}",
+            onnx_sha256=sha256_of(built),
+            opset=spec.opset,
+            opset_reason="same floor as the torch exports",
+            validation=checks,
+            fingerprint=expected,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            tools=tool_versions(),
+        )
+        path = install(model_dir, built, manifest)
+    return ExportOutcome(spec.name, False, "none", path, tuple(checks))
+
+
+def export_any(spec: ModelSpec | GraphSpec, options: ExportOptions) -> ExportOutcome:
+    try:
+        if isinstance(spec, GraphSpec):
+            return export_graph(spec, options)
+        return export_model(spec, options)
+    except ExportError:
+        raise
+    except Exception as exc:  # a bug or a tool failure still names the model that hit it
+        raise ExportError(f"{spec.name}: export failed: {exc}") from exc

@@ -1,0 +1,118 @@
+"""Declarative description of one exported model: what it is, where its weights come from,
+what crosses its boundary, how it is checked and how Triton batches it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy.typing as npt
+import torch
+from torch import nn
+
+StateDict = dict[str, torch.Tensor]
+Array = npt.NDArray[Any]
+WeightKind = Literal["official", "package", "synthetic"]
+TritonDType = Literal["TYPE_FP32", "TYPE_FP16", "TYPE_UINT8", "TYPE_INT64", "TYPE_INT32"]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output; `dims` excludes the batch axis, -1 marks a dynamic axis."""
+
+    name: str
+    dtype: TritonDType
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OfficialWeights:
+    """The checkpoint upstream publishes, pinned by hash."""
+
+    filename: str
+    url: str
+    sha256: str
+    licence: str
+    # Real-ESRGAN stores the EMA generator under `params_ema` when it has one; a loader that
+    # picked the wrong key with strict=False would silently load nothing, so we list them.
+    state_keys: tuple[str, ...] = ("params_ema", "params")
+
+
+@dataclass(frozen=True)
+class PackageFiles:
+    """Real weights converted from files that a registry package ships."""
+
+    package: str
+    licence: str
+    locate: Callable[[], tuple[Path, ...]]
+    convert: Callable[[tuple[Path, ...]], StateDict]
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Triton dynamic batching and instances for the CPU (embedded) configuration."""
+
+    max_batch_size: int
+    preferred_batch_sizes: tuple[int, ...]
+    max_queue_delay_us: int
+    # Bounded so that overload is answered at once instead of queueing forever.
+    max_queue_size: int
+    instances: int = 1
+    intra_op_threads: int = 2
+
+
+@dataclass(frozen=True)
+class TensorRTProfile:
+    """Optimisation profile for TensorRT: a fixed tile keeps engines from rebuilding."""
+
+    min_shape: tuple[int, ...]
+    opt_shape: tuple[int, ...]
+    max_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """A check of the exported model against an independent implementation of the same weights
+    (e.g. the original ncnn files), run only for the weight kinds it applies to."""
+
+    name: str
+    description: str
+    applies_to: tuple[WeightKind, ...]
+    min_psnr_db: float
+    run: Callable[[Array], Array]
+    image: Callable[[], Array]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    build: Callable[[], nn.Module]
+    # The same architecture at a few thousand parameters, for fast tests of every path.
+    build_tiny: Callable[[], nn.Module]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    opset: int
+    opset_reason: str
+    atol: float
+    batching: Batching
+    sample: Callable[[], Array]
+    official: OfficialWeights | None = None
+    package: PackageFiles | None = None
+    reference: ReferenceCheck | None = None
+    tensorrt: TensorRTProfile | None = None
+    # Models that must be in the repository for this one to be usable (ensemble steps).
+    requires: tuple[str, ...] = ()
+    synthetic_licence: str = "n/a (seeded random weights, not a trained model)"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def dynamic_axes(self) -> dict[str, dict[int, str]]:
+        axes: dict[str, dict[int, str]] = {}
+        for tensor in (*self.inputs, *self.outputs):
+            named = {0: "batch"}
+            named.update({i + 1: f"{tensor.name}_d{i}" for i, d in enumerate(tensor.dims) if d < 0})
+            axes[tensor.name] = named
+        return axes

@@ -1,0 +1,76 @@
+"""The committed Triton configs are valid ModelConfigs and equal what the specs render."""
+
+from pathlib import Path
+
+import pytest
+from tritonclient.grpc import model_config_pb2 as mc
+
+from export.registry import ENSEMBLES, GRAPHS, MODELS
+from export.triton_config import CPU_BACKEND, config_files, parse_config
+
+REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
+EXPECTED = config_files([*MODELS.values(), *GRAPHS.values()], ENSEMBLES.values())
+COMMITTED = sorted(REPOSITORY.glob("*/config.pbtxt")) + sorted(REPOSITORY.glob("*/configs/*.pbtxt"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(REPOSITORY)))
+def test_every_committed_config_parses_as_a_triton_model_config(path: Path) -> None:
+    config = parse_config(path)
+    model_dir = path.parent if path.name == "config.pbtxt" else path.parent.parent
+    assert config.name == model_dir.name
+
+
+@pytest.mark.parametrize("relative", sorted(EXPECTED), ids=str)
+def test_committed_config_equals_what_its_spec_renders(relative: Path) -> None:
+    path = REPOSITORY / relative
+    assert path.is_file(), f"{relative} is missing: run `python -m export configs`"
+    assert parse_config(path) == EXPECTED[relative], f"{relative} drifted from its spec"
+
+
+def test_no_committed_config_lacks_a_spec() -> None:
+    committed = {p.relative_to(REPOSITORY) for p in COMMITTED}
+    assert committed == set(EXPECTED)
+
+
+def test_cpu_configs_bound_their_queue_so_overload_is_rejected() -> None:
+    for relative, config in EXPECTED.items():
+        if config.backend == CPU_BACKEND:
+            assert config.dynamic_batching.default_queue_policy.max_queue_size > 0, relative
+
+
+def test_images_cross_the_wire_as_uint8_in_every_ensemble() -> None:
+    for ensemble in ENSEMBLES.values():
+        dtypes = {t.dtype for t in (*ensemble.inputs, *ensemble.outputs)}
+        assert dtypes == {"TYPE_UINT8"}, ensemble.name
+
+
+def _io(name: str) -> tuple[dict[str, int], dict[str, int]]:
+    config = EXPECTED[Path(name, "config.pbtxt")]
+    return (
+        {t.name: t.data_type for t in config.input},
+        {t.name: t.data_type for t in config.output},
+    )
+
+
+@pytest.mark.parametrize("name", sorted(ENSEMBLES))
+def test_ensemble_steps_connect_tensors_of_matching_types(name: str) -> None:
+    config = EXPECTED[Path(name, "config.pbtxt")]
+    produced = {t.name: t.data_type for t in config.input}
+    for step in config.ensemble_scheduling.step:
+        inputs, outputs = _io(step.model_name)
+        for step_input, tensor in step.input_map.items():
+            assert produced[tensor] == inputs[step_input], (step.model_name, step_input)
+        for step_output, tensor in step.output_map.items():
+            produced[tensor] = outputs[step_output]
+        assert (
+            EXPECTED[Path(step.model_name, "config.pbtxt")].max_batch_size >= config.max_batch_size
+        )
+    for output in config.output:
+        assert produced[output.name] == output.data_type == mc.TYPE_UINT8
+
+
+def test_gpu_configs_use_native_backends() -> None:
+    for relative, config in EXPECTED.items():
+        if relative.parent.name == "configs":
+            assert config.platform in {"onnxruntime_onnx", "tensorrt_plan"}, relative
+            assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
