@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from export.pipeline import ExportOptions, export_any
+from export.registry import ENSEMBLES, expand
 from serving.launcher import TritonServer, TritonSettings, free_ports
 
 StartTriton = Callable[..., TritonServer]
+
+COMMITTED = Path(__file__).resolve().parents[2] / "model_repository"
+SR_MODELS = ["realesrgan_x4plus", "realesr_general_x4v3"]
 
 OPSET = 17
 IR_VERSION = 9  # onnx may write a newer IR than the pinned onnxruntime accepts
@@ -157,3 +163,26 @@ def start_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartTrit
 def triton(start_triton: StartTriton, model_repository: Path) -> TritonServer:
     """One server for the whole session: starting Triton costs seconds."""
     return start_triton(model_repository)
+
+
+def build_repository(root: Path, names: list[str], **options: object) -> Path:
+    """Export `names` into `root` and add the committed configs, exactly as `make models` does."""
+    export_options = ExportOptions(repository=root, show_progress=False, **options)  # type: ignore[arg-type]
+    specs = expand(names)
+    for spec in specs:
+        export_any(spec, export_options)
+    exported = {s.name for s in specs}
+    ensembles = {e.name for e in ENSEMBLES.values() if all(st.model in exported for st in e.steps)}
+    for name in exported | ensembles:
+        (root / name / "1").mkdir(parents=True, exist_ok=True)
+        shutil.copy(COMMITTED / name / "config.pbtxt", root / name / "config.pbtxt")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_sr_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both SR models as tiny synthetic variants, the pre/post graphs and the ensembles, with
+    the committed configs: the real repository layout in a few hundred kilobytes."""
+    return build_repository(
+        tmp_path_factory.mktemp("sr_repo"), SR_MODELS, tiny=True, weights="synthetic"
+    )

@@ -4,7 +4,6 @@ batching, and the real x4plus weights checked against the original ncnn files.""
 from __future__ import annotations
 
 import json
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,38 +13,17 @@ import tritonclient.grpc as grpcclient
 
 from export.graphs import image_to_tensor_reference, tensor_to_image_reference
 from export.models.realesrgan import REALESRGAN_X4PLUS, reference_image
-from export.pipeline import ExportOptions, export_any
-from export.registry import ENSEMBLES, expand
 from export.samples import astronaut_crop, psnr
 from export.validate import open_session
 from serving.launcher import TritonServer
+from tests.integration.conftest import SR_MODELS, build_repository
 
 pytestmark = pytest.mark.integration
 
-COMMITTED = Path(__file__).resolve().parents[2] / "model_repository"
-SR_MODELS = ["realesrgan_x4plus", "realesr_general_x4v3"]
-
-
-def build_repository(root: Path, names: list[str], **options: object) -> Path:
-    """Export `names` into `root` and add the committed configs, exactly as `make models` does."""
-    export_options = ExportOptions(repository=root, show_progress=False, **options)  # type: ignore[arg-type]
-    specs = expand(names)
-    for spec in specs:
-        export_any(spec, export_options)
-    exported = {s.name for s in specs}
-    ensembles = {e.name for e in ENSEMBLES.values() if all(st.model in exported for st in e.steps)}
-    for name in exported | ensembles:
-        (root / name / "1").mkdir(parents=True, exist_ok=True)
-        shutil.copy(COMMITTED / name / "config.pbtxt", root / name / "config.pbtxt")
-    return root
-
 
 @pytest.fixture(scope="module")
-def tiny_sr(tmp_path_factory: pytest.TempPathFactory, start_triton) -> tuple[TritonServer, Path]:
-    root = build_repository(
-        tmp_path_factory.mktemp("sr_repo"), SR_MODELS, tiny=True, weights="synthetic"
-    )
-    return start_triton(root), root
+def tiny_sr(tiny_sr_repository: Path, start_triton) -> tuple[TritonServer, Path]:
+    return start_triton(tiny_sr_repository), tiny_sr_repository
 
 
 def infer(

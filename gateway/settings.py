@@ -1,0 +1,65 @@
+"""The gateway's one settings object, read once from FACET_* environment variables and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACET_", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = Field(
+        default="",
+        description="Base URL put in result links; empty means the request's own base URL.",
+    )
+
+    # Triton
+    triton_grpc_url: str = "127.0.0.1:8001"
+    triton_timeout_s: float = Field(default=120.0, gt=0, description="deadline of one gRPC call")
+    triton_use_shared_memory: bool = Field(
+        default=False, description="send large tensors through system shared memory (same host)"
+    )
+    triton_readiness_interval_s: float = 5.0
+
+    # Uploads and images
+    max_upload_bytes: int = 15 * 1024 * 1024  # the seed's documented limit
+    max_input_pixels: int = 4_000_000  # ×16 for a 4× upscale: the output stays under ~200 MB
+    max_image_side: int = 8192
+
+    # Upscaling
+    upscale_model: str = "realesrgan_x4plus"
+    tile_size: int = 128
+    tile_pad: int = 10
+    pre_pad: int = 10
+    tile_batch: int = 4
+
+    # Jobs and results
+    data_dir: Path = Path("run/gateway")
+    job_workers: int = Field(default=1, ge=1, description="jobs processed at once")
+    max_pending_jobs: int = Field(default=100, ge=1, description="queued jobs before 503")
+    result_ttl_s: int = 24 * 3600
+    job_attempts: int = Field(default=2, ge=1, description="runs before a job ends failed")
+    redis_url: str = Field(default="", description="use Redis for the job queue (scale-out)")
+
+    # Rate limits (requests per minute per client), as the seed documents
+    rate_limit_upscale: int = 20
+    rate_limit_status: int = 60
+    rate_limit_other: int = 30
+    rate_limits_enabled: bool = True
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
