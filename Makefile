@@ -7,7 +7,9 @@ REPO   ?= model_repository
 WEIGHTS ?= auto
 MODELS ?= realesrgan_x4plus realesr_general_x4v3
 
-.PHONY: install models serve triton test lint typecheck unit integration clean
+.PHONY: install models serve triton up down test lint typecheck unit integration clean
+RUN    := run
+GATEWAY_URL := http://127.0.0.1:8000
 
 install: $(STAMP)
 
@@ -25,7 +27,23 @@ models: install
 triton: models
 	$(PY) -m serving serve --repository $(REPO)
 
-serve: triton
+# Triton and the REST gateway (127.0.0.1:8000) in the foreground; Ctrl-C stops both.
+serve: models
+	$(PY) -m serving stack --repository $(REPO)
+
+# The same in the background: returns once both are ready; logs and pid in run/.
+up: models
+	mkdir -p $(RUN)
+	@if [ -f $(RUN)/stack.pid ] && kill -0 $$(cat $(RUN)/stack.pid) 2>/dev/null; then \
+		echo "already running (pid $$(cat $(RUN)/stack.pid))"; exit 0; fi
+	nohup $(PY) -m serving stack --repository $(REPO) > $(RUN)/stack.log 2>&1 & echo $$! > $(RUN)/stack.pid
+	$(PY) -m serving.wait $(GATEWAY_URL)/openapi.json --pid-file $(RUN)/stack.pid --log $(RUN)/stack.log
+
+down:
+	@if [ -f $(RUN)/stack.pid ]; then \
+		pid=$$(cat $(RUN)/stack.pid); kill $$pid 2>/dev/null || true; \
+		while kill -0 $$pid 2>/dev/null; do sleep 0.5; done; rm -f $(RUN)/stack.pid; echo "stopped"; \
+	else echo "not running"; fi
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
         default=False, description="send large tensors through system shared memory (same host)"
     )
     triton_readiness_interval_s: float = 5.0
+    model_repository: Path = Field(
+        default=Path("model_repository"),
+        description="read for the models' manifest.json (weight source, synthetic or not)",
+    )
 
     # Uploads and images
     max_upload_bytes: int = 15 * 1024 * 1024  # the seed's documented limit

@@ -13,6 +13,7 @@ from typing import TextIO
 
 from serving.errors import ServingError
 from serving.launcher import TritonServer, TritonSettings
+from serving.stack import StackSettings, run_stack
 
 _DEFAULTS = TritonSettings(repository=Path("model_repository"))
 _WATCH_INTERVAL_S = 0.5
@@ -26,6 +27,13 @@ on PATH (NGC image). Once Triton reports every model ready, the command prints w
 endpoint listens and keeps running; Ctrl-C or SIGTERM stops Triton cleanly (in-flight
 requests finish, models unload). A model that fails to load makes the command exit 1 with
 the end of the Triton log.
+"""
+
+
+STACK_DESCRIPTION = """\
+Run Triton and Facet's REST gateway together in the foreground: Triton first (every model
+ready), then the gateway on 127.0.0.1 (port 8000 by default) pointed at Triton's gRPC port.
+Ctrl-C or SIGTERM stops the gateway, then Triton. `make up` runs this in the background.
 """
 
 
@@ -43,61 +51,81 @@ def build_parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument(
+    _add_triton_arguments(serve)
+    stack = commands.add_parser(
+        "stack",
+        help="run tritonserver and the REST gateway together",
+        description=STACK_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_triton_arguments(stack)
+    stack.add_argument(
+        "--gateway-port", type=int, default=8000, help="gateway port (default: %(default)s)"
+    )
+    stack.add_argument(
+        "--gateway-log",
+        type=Path,
+        default=Path("run/gateway.log"),
+        help="file receiving the gateway's output (default: %(default)s)",
+    )
+    return parser
+
+
+def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--repository",
         type=Path,
         action="append",
         required=True,
         help="model repository directory (repeat to serve several)",
     )
-    serve.add_argument(
+    parser.add_argument(
         "--host",
         default=_DEFAULTS.host,
         help="address all three endpoints bind to (default: %(default)s; "
         "0.0.0.0 exposes them to the network)",
     )
-    serve.add_argument(
+    parser.add_argument(
         "--grpc-port",
         type=int,
         default=_DEFAULTS.grpc_port,
         help="gRPC inference port (default: %(default)s)",
     )
-    serve.add_argument(
+    parser.add_argument(
         "--http-port",
         type=int,
         default=_DEFAULTS.http_port,
         help="HTTP/REST inference and health port (default: %(default)s)",
     )
-    serve.add_argument(
+    parser.add_argument(
         "--metrics-port",
         type=int,
         default=_DEFAULTS.metrics_port,
         help="Prometheus metrics port (default: %(default)s)",
     )
-    serve.add_argument(
+    parser.add_argument(
         "--model-config-name",
         default=None,
         help="load configs/<NAME>.pbtxt instead of config.pbtxt where present",
     )
-    serve.add_argument(
+    parser.add_argument(
         "--log-file",
         type=Path,
         default=None,
         help="file receiving Triton's output (default: <run-dir>/tritonserver.log)",
     )
-    serve.add_argument(
+    parser.add_argument(
         "--run-dir",
         type=Path,
         default=_DEFAULTS.run_dir,
         help="where the assembled backend directory and log go (default: %(default)s)",
     )
-    serve.add_argument(
+    parser.add_argument(
         "--startup-timeout",
         type=float,
         default=_DEFAULTS.startup_timeout_s,
         help="seconds to wait for every model to be ready (default: %(default)s)",
     )
-    return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> TritonSettings:
@@ -154,6 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m serving`; returns the process exit code."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "stack":
+            signal.signal(signal.SIGTERM, _interrupt)
+            stack = StackSettings(
+                triton=settings_from_args(args),
+                gateway_port=args.gateway_port,
+                gateway_log=args.gateway_log,
+            )
+            return run_stack(stack, _say)
         return serve(settings_from_args(args))
     except ServingError as error:
         _say(f"error: {error}", sys.stderr)

@@ -1,0 +1,1 @@
+"""Model pipelines: pure numpy work around model sessions, with no HTTP or Triton code."""

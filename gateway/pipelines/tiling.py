@@ -1,0 +1,149 @@
+"""Fixed-shape tiling for tile-wise super-resolution, as pure functions over numpy arrays.
+
+The grid follows Real-ESRGAN's `tile_process`: cores of `tile` pixels on a regular grid, each sent
+with `pad` pixels of context on every side and cropped back to its core afterwards, so a model
+whose receptive field fits in `pad` leaves no seams. Unlike upstream, every tile sent has the same
+(tile + 2·pad)² shape: Triton only batches equal shapes and TensorRT engines are built for fixed
+ones. Context missing at the image border or past a short last tile is filled by reflection.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """One tile: its core region in image pixels and the origin of the window actually sent.
+
+    The window is (tile + 2·pad) square and starts `pad` pixels above and left of the core, so
+    `window_top`/`window_left` may be negative (that part is reflected padding).
+    """
+
+    top: int
+    left: int
+    height: int
+    width: int
+    window_top: int
+    window_left: int
+
+    @property
+    def core_offset(self) -> tuple[int, int]:
+        """Where the core starts inside the window, in input pixels."""
+        return self.top - self.window_top, self.left - self.window_left
+
+
+def window_size(tile: int, pad: int) -> int:
+    return tile + 2 * pad
+
+
+def plan_tiles(height: int, width: int, tile: int, pad: int) -> list[TilePlan]:
+    """Row-major grid whose cores partition the height×width image exactly once."""
+    if height < 1 or width < 1:
+        raise ValueError(f"cannot tile an empty {height}×{width} image")
+    if tile < 1 or pad < 0:
+        raise ValueError(f"tile must be ≥ 1 and pad ≥ 0, got tile={tile} pad={pad}")
+    return [
+        TilePlan(
+            top=row * tile,
+            left=col * tile,
+            height=min(tile, height - row * tile),
+            width=min(tile, width - col * tile),
+            window_top=row * tile - pad,
+            window_left=col * tile - pad,
+        )
+        for row in range(math.ceil(height / tile))
+        for col in range(math.ceil(width / tile))
+    ]
+
+
+def pad_reflect(
+    image: npt.NDArray[np.uint8], top: int, bottom: int, left: int, right: int
+) -> npt.NDArray[np.uint8]:
+    """Mirror-pad an H×W(×C) image without repeating the edge pixel (OpenCV's REFLECT_101).
+
+    numpy keeps mirroring when a pad is wider than the image; a one-pixel axis has nothing to
+    mirror, so it is replicated instead.
+    """
+    padded = image
+    for axis, widths in enumerate([(top, bottom), (left, right)]):
+        axis_widths = [(0, 0)] * image.ndim
+        axis_widths[axis] = widths
+        if padded.shape[axis] > 1:
+            padded = np.pad(padded, axis_widths, mode="reflect")
+        else:
+            padded = np.pad(padded, axis_widths, mode="edge")
+    return padded
+
+
+def pre_pad_image(image: npt.NDArray[np.uint8], pre_pad: int) -> npt.NDArray[np.uint8]:
+    """Reflect `pre_pad` pixels on the bottom and right, as upstream does against border artefacts.
+
+    The extra rows and columns are cropped off the output again.
+    """
+    if pre_pad == 0:
+        return image
+    return pad_reflect(image, 0, pre_pad, 0, pre_pad)
+
+
+def cut_tiles(
+    image: npt.NDArray[np.uint8], plans: list[TilePlan], tile: int, pad: int
+) -> npt.NDArray[np.uint8]:
+    """Cut every planned window out of `image` as one N×S×S×C array, S = tile + 2·pad."""
+    if not plans:
+        raise ValueError("no tiles planned")
+    size = window_size(tile, pad)
+    # Pad once, just enough that every window lies inside the padded array.
+    top = max(0, -min(p.window_top for p in plans))
+    left = max(0, -min(p.window_left for p in plans))
+    bottom = max(0, max(p.window_top for p in plans) + size - image.shape[0])
+    right = max(0, max(p.window_left for p in plans) + size - image.shape[1])
+    padded = pad_reflect(image, top, bottom, left, right)
+    windows = []
+    for plan in plans:
+        y, x = plan.window_top + top, plan.window_left + left
+        windows.append(padded[y : y + size, x : x + size])
+    return np.stack(windows)
+
+
+def place_tiles(
+    output: npt.NDArray[np.uint8],
+    tiles: npt.NDArray[np.uint8],
+    plans: list[TilePlan],
+    scale: int,
+) -> None:
+    """Write each upscaled tile's core into `output`, clipped to its bounds.
+
+    Clipping lets `output` be the final (un-pre-padded) size, so cores that fall into the
+    pre-pad border are simply dropped.
+    """
+    if len(tiles) != len(plans):
+        raise ValueError(f"{len(tiles)} tiles for {len(plans)} plans")
+    out_h, out_w = output.shape[:2]
+    for upscaled, plan in zip(tiles, plans, strict=True):
+        y0, x0 = plan.top * scale, plan.left * scale
+        y1 = min((plan.top + plan.height) * scale, out_h)
+        x1 = min((plan.left + plan.width) * scale, out_w)
+        if y1 <= y0 or x1 <= x0:
+            continue
+        offset_y, offset_x = (o * scale for o in plan.core_offset)
+        output[y0:y1, x0:x1] = upscaled[
+            offset_y : offset_y + y1 - y0, offset_x : offset_x + x1 - x0
+        ]
+
+
+def stitch_tiles(
+    outputs: npt.NDArray[np.uint8],
+    plans: list[TilePlan],
+    scale: int,
+    out_h: int,
+    out_w: int,
+) -> npt.NDArray[np.uint8]:
+    """Assemble upscaled tiles into a fresh out_h×out_w image (cores beyond it are dropped)."""
+    output = np.zeros((out_h, out_w, *outputs.shape[3:]), dtype=np.uint8)
+    place_tiles(output, outputs, plans, scale)
+    return output

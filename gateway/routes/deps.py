@@ -1,0 +1,34 @@
+"""Dependencies shared by the routers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Request
+
+from gateway.services import Services
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def client_key(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def rate_limited(group: str) -> Callable[[Request], None]:
+    """A dependency counting the request against `group`'s per-minute limit."""
+
+    def check(request: Request) -> None:
+        services = services_of(request)
+        if services.settings.rate_limits_enabled:
+            services.limiter.check(group, client_key(request))
+
+    return check
+
+
+def base_url(request: Request) -> str:
+    configured = services_of(request).settings.public_url
+    return configured.rstrip("/") if configured else str(request.base_url).rstrip("/")

@@ -1,0 +1,73 @@
+"""Root redirect, health, JSON metrics (the seed's) and Prometheus metrics (ours)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway import __version__
+from gateway.routes.deps import rate_limited, services_of
+from gateway.system import health_system, metrics_system
+
+router = APIRouter()
+
+
+@router.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    return RedirectResponse("/docs")
+
+
+@router.get("/health", dependencies=[Depends(rate_limited("other"))])
+async def health(request: Request) -> JSONResponse:
+    """The seed's health document plus what Facet adds: Triton and the model's weight source.
+    503 when the upscaler cannot serve, so load balancers take the instance out."""
+    services = services_of(request)
+    model = services.upscale_model()
+    ensemble = services.upscaler.ensemble
+    ready = await services.triton.is_model_ready(ensemble)
+    body: dict[str, Any] = {
+        "status": "healthy" if ready else "unhealthy",
+        "timestamp": time.time(),
+        "version": __version__,
+        "redis": "connected" if services.settings.redis_url else "not used (embedded SQLite queue)",
+        "system": await asyncio.to_thread(health_system, services.settings.data_dir),
+        "triton": services.triton.readiness(),
+        "models": {services.settings.upscale_model: {**model.as_dict(), "ready": ready}},
+    }
+    if model.synthetic:
+        body["warning"] = f"{model.name} runs on synthetic weights: outputs are not meaningful"
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", dependencies=[Depends(rate_limited("other"))])
+async def metrics(request: Request) -> dict[str, Any]:
+    services = services_of(request)
+    totals = await asyncio.to_thread(services.store.totals)
+    queued = totals.by_status["queued"]
+    return {
+        "timestamp": time.time(),
+        "system": await asyncio.to_thread(metrics_system, services.settings.data_dir),
+        "queue": {"backend": "redis" if services.settings.redis_url else "sqlite"},
+        "jobs": {
+            "total_processed": totals.total_processed,
+            "current_queue_length": queued,
+            "average_processing_time": _rounded(totals.average_processing_time),
+            "by_status": totals.by_status,
+        },
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return round(value, 2) if value is not None else None
+
+
+@router.get("/metrics/prometheus", include_in_schema=True)
+async def prometheus(request: Request) -> Response:
+    registry = services_of(request).metrics.registry
+    payload = await asyncio.to_thread(generate_latest, registry)
+    return Response(payload, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,96 @@
+"""The composition root: every long-lived part of the gateway, built once from the settings at
+start-up and torn down at shutdown. Routes reach it through `request.app.state.services`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from gateway.jobs.queue import JobQueue, build_huey
+from gateway.jobs.recovery import recover_jobs
+from gateway.jobs.runner import UpscaleJobRunner
+from gateway.jobs.store import JobStore
+from gateway.manifests import ModelInfo, read_model_info
+from gateway.observability import GatewayMetrics
+from gateway.pipelines.triton_upscaler import TritonTileUpscaler
+from gateway.ratelimit import RateLimiter
+from gateway.settings import Settings
+from gateway.storage import FileStore
+from gateway.triton_client import TritonClient
+
+log = logging.getLogger(__name__)
+CLEANUP_INTERVAL_S = 60.0
+SHUTDOWN_WAIT_S = 3.0
+
+
+@dataclass
+class Services:
+    settings: Settings
+    triton: TritonClient
+    store: JobStore
+    files: FileStore
+    queue: JobQueue
+    runner: UpscaleJobRunner
+    upscaler: TritonTileUpscaler
+    limiter: RateLimiter
+    metrics: GatewayMetrics
+    started_at: float = field(default_factory=time.time)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def upscale_model(self) -> ModelInfo:
+        return read_model_info(self.settings.model_repository, self.settings.upscale_model)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        # Workers block on coroutines of this loop: join them from a thread, never the loop.
+        # A job still running after the wait stays `processing` and is requeued at next start.
+        await asyncio.to_thread(self.queue.stop, SHUTDOWN_WAIT_S)
+        await self.triton.close()
+        self.store.close()
+
+    async def _expire_results(self) -> None:
+        while True:
+            await asyncio.sleep(CLEANUP_INTERVAL_S)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(expire_results, self)
+
+
+def expire_results(services: Services) -> int:
+    """Delete finished jobs (and their files) older than the result TTL."""
+    cutoff = time.time() - services.settings.result_ttl_s
+    expired = services.store.expired(cutoff)
+    for job in expired:
+        services.files.remove(job.result_path)
+        services.files.remove(job.input_path)
+        services.store.delete(job.id)
+    return len(expired)
+
+
+async def start_services(settings: Settings, metrics: GatewayMetrics) -> Services:
+    triton = TritonClient(settings)
+    await triton.start()
+    store = JobStore(settings.database_path)
+    files = FileStore(settings.uploads_dir, settings.results_dir)
+    upscaler = TritonTileUpscaler(triton, settings.upscale_model)
+    runner = UpscaleJobRunner(settings, store, files, upscaler, asyncio.get_running_loop())
+    queue = JobQueue(build_huey(settings), runner.handle)
+    runner.set_requeue(queue.enqueue)
+    limiter = RateLimiter(
+        {
+            "upscale": settings.rate_limit_upscale,
+            "status": settings.rate_limit_status,
+            "other": settings.rate_limit_other,
+        }
+    )
+    metrics.watch_jobs(store)
+    services = Services(settings, triton, store, files, queue, runner, upscaler, limiter, metrics)
+    report = recover_jobs(store, queue, settings.job_attempts)
+    if report.requeued or report.failed or report.re_enqueued:
+        log.warning("recovered jobs after restart: %s", report)
+    queue.start(settings.job_workers)
+    services._tasks.append(asyncio.create_task(services._expire_results()))
+    return services

@@ -1,0 +1,478 @@
+"""The gateway's one way to Triton: a single gRPC channel, a deadline on every call, Triton's
+errors turned into gateway errors, a background readiness poll and optional shared memory.
+
+How Triton 2.51 and tritonclient.grpc.aio surface failures (provoked against a real server):
+every RPC error arrives as `InferenceServerException` with `status()` = "StatusCode.<NAME>" and
+`message()` = gRPC's details. A full queue is UNAVAILABLE "Exceeds maximum queue size"; a
+stopping server is UNAVAILABLE "Server is stopping, ..."; a refused connection is UNAVAILABLE
+"failed to connect to all addresses; ... Connection refused"; a crashed server in mid-call is
+UNAVAILABLE "Stream removed (Socket closed)"; an unknown or unloaded model is NOT_FOUND
+"Request for unknown model: ..."; a missed deadline is DEADLINE_EXCEEDED "Deadline Exceeded";
+a wrong name, datatype or batch size is INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as grpcaio
+import tritonclient.utils.shared_memory as shm
+from numpy.typing import DTypeLike, NDArray
+from tritonclient.utils import InferenceServerException
+
+from gateway.errors import (
+    FacetError,
+    ModelNotReady,
+    Overloaded,
+    Unavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from gateway.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Array = NDArray[Any]
+
+# Triton's own wire limit; the gRPC default (4 MiB) is far below one 4x-upscaled image.
+MAX_MESSAGE_BYTES = 2**31 - 1
+# Triton answers a client that pings more often than every 5 minutes during a call that carries
+# no data with GOAWAY "too_many_pings", which kills the calls in flight (seen with 1 s pings on
+# a 4 s call). Pinging no faster than that still finds a dead peer on a long idle-looking call.
+KEEPALIVE_TIME_MS = 300_000
+KEEPALIVE_TIMEOUT_MS = 20_000
+# The channel reconnects by itself after Triton restarts, but gRPC's backoff grows towards
+# 2 minutes: after a 20 s outage the first call succeeded 5.6 s after Triton was back. Capped,
+# the channel is usable again within about 2 s.
+RECONNECT_BACKOFF_MS = 500
+MAX_RECONNECT_BACKOFF_MS = 2_000
+
+OVERLOADED_RETRY_AFTER_S = 2  # a full Triton queue drains in a few batches
+UNAVAILABLE_RETRY_AFTER_S = 5  # a restarting Triton needs a few seconds to load its models
+PROBE_TIMEOUT_S = 2.0  # deadline of one readiness RPC
+CLEANUP_TIMEOUT_S = 5.0  # unregistering a region must not wait on the request's spent deadline
+DEFAULT_OUTPUT_REGION_BYTES = 256 * 1024 * 1024  # sparse: tmpfs uses pages only when written
+SHM_ALIGNMENT = 64
+
+_DATATYPES: dict[np.dtype[Any], str] = {
+    np.dtype(np.bool_): "BOOL",
+    np.dtype(np.uint8): "UINT8",
+    np.dtype(np.uint16): "UINT16",
+    np.dtype(np.uint32): "UINT32",
+    np.dtype(np.uint64): "UINT64",
+    np.dtype(np.int8): "INT8",
+    np.dtype(np.int16): "INT16",
+    np.dtype(np.int32): "INT32",
+    np.dtype(np.int64): "INT64",
+    np.dtype(np.float16): "FP16",
+    np.dtype(np.float32): "FP32",
+    np.dtype(np.float64): "FP64",
+}
+_NUMPY_TYPES = {datatype: dtype for dtype, datatype in _DATATYPES.items()}
+
+_MODEL_MISSING_TEXT = ("unknown model", "not ready", "not at ready state", "no available versions")
+_QUEUE_FULL_TEXT = "exceeds maximum queue size"
+
+_TritonFailure = (InferenceServerException, grpc.RpcError, shm.SharedMemoryException, OSError)
+
+
+def triton_datatype(dtype: DTypeLike) -> str:
+    """Return Triton's datatype name for a numpy dtype; TypeError for one Triton cannot take.
+
+    Non-native byte order is refused too: Triton reads tensors as little-endian bytes.
+    """
+    found = _DATATYPES.get(np.dtype(dtype))
+    if found is None:
+        raise TypeError(f"numpy dtype {np.dtype(dtype)!s} has no Triton datatype")
+    return found
+
+
+def numpy_dtype(datatype: str) -> np.dtype[Any]:
+    """Return the numpy dtype for a Triton datatype name; TypeError for BYTES and the like."""
+    found = _NUMPY_TYPES.get(datatype)
+    if found is None:
+        raise TypeError(f"Triton datatype {datatype!r} has no fixed-size numpy dtype")
+    return found
+
+
+def channel_options() -> list[tuple[str, int]]:
+    """Return the options of the one gRPC channel (see the constants for why each value)."""
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.http2.max_pings_without_data", 2),
+        ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
+        ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
+        ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+    ]
+
+
+def read_status(exc: BaseException) -> str:
+    """Return the bare gRPC status name ("UNAVAILABLE") of a Triton or gRPC error, else ""."""
+    if isinstance(exc, InferenceServerException):
+        status = exc.status()
+        return str(status).rsplit(".", 1)[-1] if status else ""
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        return str(exc.code().name)
+    return ""
+
+
+def read_message(exc: BaseException) -> str:
+    """Return the server's own words for an error, without tritonclient's "[status]" prefix."""
+    if isinstance(exc, InferenceServerException):
+        return str(exc.message() or "")
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "details"):
+        return str(exc.details() or "")
+    return str(exc)
+
+
+def map_triton_error(exc: BaseException, model: str) -> FacetError:
+    """Turn an error from a Triton call about `model` into the gateway error it means.
+
+    Connection-level details (addresses) stay out of the public detail; chain `exc` to log them.
+    """
+    status, message = read_status(exc), read_message(exc)
+    lowered = message.lower()
+    if _QUEUE_FULL_TEXT in lowered or status == "RESOURCE_EXHAUSTED":
+        return Overloaded(
+            f"the inference queue for model '{model}' is full",
+            retry_after=OVERLOADED_RETRY_AFTER_S,
+        )
+    if _names_missing_model(status, lowered):
+        return ModelNotReady(model)
+    if status == "DEADLINE_EXCEEDED":
+        return UpstreamTimeout(f"model '{model}' did not answer within the deadline")
+    if status in ("UNAVAILABLE", "CANCELLED"):
+        return Unavailable(
+            "the inference server is unavailable", retry_after=UNAVAILABLE_RETRY_AFTER_S
+        )
+    if status == "INVALID_ARGUMENT":
+        # The gateway builds every tensor itself, so a rejected tensor is our bug, not the user's.
+        return UpstreamError(f"the inference server rejected the request for '{model}': {message}")
+    return UpstreamError(f"the inference server failed on model '{model}': {message or status}")
+
+
+def _names_missing_model(status: str, lowered_message: str) -> bool:
+    """Tell whether an error says the model is unknown, unloaded or still loading."""
+    if any(text in lowered_message for text in _MODEL_MISSING_TEXT):
+        return True
+    # NOT_FOUND also names an unregistered shared-memory region: that one is our bug.
+    return status == "NOT_FOUND" and "shared memory" not in lowered_message
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where one tensor lives inside a request's shared-memory region."""
+
+    name: str
+    offset: int
+    nbytes: int
+
+
+def _align(offset: int) -> int:
+    return -(-offset // SHM_ALIGNMENT) * SHM_ALIGNMENT
+
+
+def plan_region(
+    inputs: Mapping[str, Array], outputs: Sequence[str], output_nbytes: Mapping[str, int]
+) -> tuple[list[_Slot], list[_Slot], int]:
+    """Lay inputs, then room for outputs, end to end in one region; return slots and size."""
+    offset = 0
+    input_slots, output_slots = [], []
+    for name, array in inputs.items():
+        input_slots.append(_Slot(name, offset, array.nbytes))
+        offset = _align(offset + array.nbytes)
+    for name in outputs:
+        nbytes = output_nbytes.get(name, DEFAULT_OUTPUT_REGION_BYTES)
+        output_slots.append(_Slot(name, offset, nbytes))
+        offset = _align(offset + nbytes)
+    return input_slots, output_slots, max(offset, SHM_ALIGNMENT)
+
+
+@dataclass
+class _Readiness:
+    server_live: bool = False
+    server_ready: bool = False
+    models: dict[str, bool] = field(default_factory=dict)
+    checked_at: float | None = None
+    error: str | None = None
+
+
+class TritonClient:
+    """Async Triton client over one reused gRPC channel; create, `await start()`, `await close()`.
+
+    Every call carries a deadline, and every failure leaves as a `FacetError`. The channel
+    reconnects by itself when Triton comes back on the same address, so a Triton restart needs
+    no gateway restart.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: grpcaio.InferenceServerClient | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._models: set[str] = set()
+        self._state = _Readiness()
+
+    async def start(self) -> None:
+        """Open the channel and start polling readiness; call from the serving event loop."""
+        if self._client is not None:
+            raise RuntimeError("TritonClient is already started")
+        self._client = grpcaio.InferenceServerClient(
+            self._settings.triton_grpc_url, channel_args=channel_options()
+        )
+        self._poller = asyncio.create_task(self._poll_readiness(), name="triton-readiness")
+
+    async def close(self) -> None:
+        """Stop polling and close the channel (calls still in flight end as Unavailable)."""
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def infer(
+        self,
+        model: str,
+        inputs: Mapping[str, Array],
+        outputs: Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        output_nbytes: Mapping[str, int] | None = None,
+    ) -> dict[str, Array]:
+        """Run `model` on `inputs` and return the named `outputs`.
+
+        `timeout_s` (default: settings.triton_timeout_s) bounds the whole call, shared-memory
+        setup included. `output_nbytes` sizes the shared-memory room for each output (only
+        used with shared memory; default DEFAULT_OUTPUT_REGION_BYTES). Arrays received over
+        gRPC are read-only views of the response.
+        """
+        client = self._require_client()
+        self._models.add(model)
+        timeout = self._settings.triton_timeout_s if timeout_s is None else timeout_s
+        if timeout <= 0:
+            raise ValueError("timeout_s must be positive")
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            if self._settings.triton_use_shared_memory:
+                return await self._infer_shared(
+                    client, model, inputs, outputs, deadline, output_nbytes or {}
+                )
+            return await self._infer_wire(client, model, inputs, outputs, timeout)
+        except _TritonFailure as exc:
+            raise map_triton_error(exc, model) from exc
+
+    async def _infer_wire(
+        self,
+        client: grpcaio.InferenceServerClient,
+        model: str,
+        inputs: Mapping[str, Array],
+        outputs: Sequence[str],
+        timeout: float,
+    ) -> dict[str, Array]:
+        """Send the tensors inside the gRPC messages (works across hosts)."""
+        tensors = []
+        for name, array in inputs.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), triton_datatype(array.dtype))
+            tensor.set_data_from_numpy(array)
+            tensors.append(tensor)
+        requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
+        result = await client.infer(model, tensors, outputs=requested, client_timeout=timeout)
+        return {name: _require_output(result.as_numpy(name), model, name) for name in outputs}
+
+    async def _infer_shared(
+        self,
+        client: grpcaio.InferenceServerClient,
+        model: str,
+        inputs: Mapping[str, Array],
+        outputs: Sequence[str],
+        deadline: float,
+        output_nbytes: Mapping[str, int],
+    ) -> dict[str, Array]:
+        """Pass tensors through one POSIX shared-memory region registered for this call only.
+
+        This only helps when the gateway and Triton share a host (or at least /dev/shm):
+        Triton opens the region by its key, so across hosts registration fails. It saves the
+        protobuf copies of large tensors, at the price of two extra small RPCs (register and
+        unregister) per call. /dev/shm must be large enough for the outputs actually written:
+        a tmpfs that runs out while Triton writes makes Triton fail (or crash with SIGBUS).
+        """
+        input_slots, output_slots, size = plan_region(inputs, outputs, output_nbytes)
+        region = f"facet_{uuid.uuid4().hex}"
+        key = f"/{region}"
+        handle = shm.create_shared_memory_region(region, key, size, create_only=True)
+        try:
+            for slot in input_slots:
+                shm.set_shared_memory_region(handle, [inputs[slot.name]], offset=slot.offset)
+            try:
+                await client.register_system_shared_memory(
+                    region, key, size, client_timeout=_remaining(deadline)
+                )
+                result = await client.infer(
+                    model,
+                    _shared_inputs(region, input_slots, inputs),
+                    outputs=_shared_outputs(region, output_slots),
+                    client_timeout=_remaining(deadline),
+                )
+            finally:
+                # Unregister even when registration's answer was lost: Triton may hold it.
+                await self._unregister(client, region)
+            return {
+                slot.name: _read_shared_output(handle, result, slot, model) for slot in output_slots
+            }
+        finally:
+            _destroy_region(handle, region)
+
+    async def _unregister(self, client: grpcaio.InferenceServerClient, region: str) -> None:
+        """Drop a region from Triton; a Triton that is gone has forgotten it anyway."""
+        try:
+            await client.unregister_system_shared_memory(region, client_timeout=CLEANUP_TIMEOUT_S)
+        except _TritonFailure as exc:
+            logger.warning("could not unregister shared memory region %s: %s", region, exc)
+
+    async def is_model_ready(self, model: str) -> bool:
+        """Ask Triton now whether `model` is ready (False when Triton cannot be reached); the
+        model is then polled in the background too."""
+        client = self._require_client()
+        self._models.add(model)
+        try:
+            ready = bool(await client.is_model_ready(model, client_timeout=self._probe_timeout()))
+        except _TritonFailure as exc:
+            self._state.error = _describe(exc)
+            ready = False
+        self._state.models[model] = ready
+        return ready
+
+    def readiness(self) -> dict[str, Any]:
+        """Return the last readiness poll: server live/ready, per-model ready, when, last error.
+
+        `error` holds Triton's raw words (addresses included): meant for operators.
+        """
+        state = self._state
+        return {
+            "server_live": state.server_live,
+            "server_ready": state.server_ready,
+            "models": dict(state.models),
+            "checked_at": state.checked_at,
+            "error": state.error,
+        }
+
+    async def check_readiness(self) -> dict[str, Any]:
+        """Poll Triton once now and return the new snapshot."""
+        client = self._require_client()
+        timeout = self._probe_timeout()
+        models = sorted(self._models)
+        state = _Readiness(models={name: False for name in models})
+        try:
+            state.server_live = bool(await client.is_server_live(client_timeout=timeout))
+            state.server_ready = bool(await client.is_server_ready(client_timeout=timeout))
+            answers = await asyncio.gather(
+                *(client.is_model_ready(name, client_timeout=timeout) for name in models)
+            )
+            state.models = {name: bool(ready) for name, ready in zip(models, answers, strict=True)}
+        except _TritonFailure as exc:
+            state.error = _describe(exc)
+        state.checked_at = time.time()
+        self._log_change(state)
+        self._state = state
+        return self.readiness()
+
+    async def _poll_readiness(self) -> None:
+        """Refresh readiness forever; an unexpected error must not end the poll for good."""
+        while True:
+            try:
+                await self.check_readiness()
+            except Exception:
+                logger.exception("Triton readiness poll failed")
+            await asyncio.sleep(self._settings.triton_readiness_interval_s)
+
+    def _log_change(self, state: _Readiness) -> None:
+        if state.server_ready != self._state.server_ready or state.error != self._state.error:
+            level = logging.INFO if state.server_ready else logging.WARNING
+            logger.log(level, "Triton ready=%s error=%s", state.server_ready, state.error)
+
+    def _probe_timeout(self) -> float:
+        return min(PROBE_TIMEOUT_S, self._settings.triton_timeout_s)
+
+    def _require_client(self) -> grpcaio.InferenceServerClient:
+        if self._client is None:
+            raise RuntimeError("TritonClient.start() has not been awaited")
+        return self._client
+
+
+def _remaining(deadline: float) -> float:
+    """Return the seconds left before `deadline`; UpstreamTimeout when none are."""
+    left = deadline - asyncio.get_running_loop().time()
+    if left <= 0:
+        raise UpstreamTimeout("the inference deadline passed before the request was sent")
+    return left
+
+
+def _destroy_region(handle: Any, region: str) -> None:
+    """Unmap and unlink a region; a failure here must not hide the call's own outcome."""
+    try:
+        shm.destroy_shared_memory_region(handle)
+    except (shm.SharedMemoryException, BufferError, OSError) as exc:
+        logger.warning("could not destroy shared memory region %s: %s", region, exc)
+
+
+def _describe(exc: BaseException) -> str:
+    status = read_status(exc)
+    return f"{status}: {read_message(exc)}" if status else read_message(exc)
+
+
+def _require_output(array: Array | None, model: str, name: str) -> Array:
+    if array is None:
+        raise UpstreamError(f"model '{model}' returned no output '{name}'")
+    return array
+
+
+def _shared_inputs(
+    region: str, slots: Sequence[_Slot], inputs: Mapping[str, Array]
+) -> list[grpcclient.InferInput]:
+    tensors = []
+    for slot in slots:
+        array = inputs[slot.name]
+        tensor = grpcclient.InferInput(slot.name, list(array.shape), triton_datatype(array.dtype))
+        tensor.set_shared_memory(region, slot.nbytes, offset=slot.offset)
+        tensors.append(tensor)
+    return tensors
+
+
+def _shared_outputs(region: str, slots: Sequence[_Slot]) -> list[grpcclient.InferRequestedOutput]:
+    requested = []
+    for slot in slots:
+        output = grpcclient.InferRequestedOutput(slot.name)
+        output.set_shared_memory(region, slot.nbytes, offset=slot.offset)
+        requested.append(output)
+    return requested
+
+
+def _read_shared_output(
+    handle: Any, result: grpcclient.InferResult, slot: _Slot, model: str
+) -> Array:
+    """Copy one output out of the region, which is destroyed as soon as the call returns."""
+    tensor = result.get_output(slot.name)
+    if tensor is None:
+        raise UpstreamError(f"model '{model}' returned no output '{slot.name}'")
+    dtype = numpy_dtype(tensor.datatype)
+    shape = [int(dim) for dim in tensor.shape]
+    if int(np.prod(shape)) * dtype.itemsize > slot.nbytes:
+        raise UpstreamError(f"output '{slot.name}' of '{model}' overflows its region")
+    view = shm.get_contents_as_numpy(handle, dtype, shape, offset=slot.offset)
+    return np.array(view, copy=True)
