@@ -4,7 +4,6 @@ start-up and torn down at shutdown. Routes reach it through `request.app.state.s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -55,18 +54,21 @@ class Services:
     async def _expire_results(self) -> None:
         while True:
             await asyncio.sleep(CLEANUP_INTERVAL_S)
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(expire_results, self)
+            try:
+                await asyncio.to_thread(
+                    expire_results, self.store, self.files, self.settings.result_ttl_s
+                )
+            except Exception:  # a failed sweep is retried at the next interval
+                log.exception("expiring old results failed")
 
 
-def expire_results(services: Services) -> int:
+def expire_results(store: JobStore, files: FileStore, ttl_s: float) -> int:
     """Delete finished jobs (and their files) older than the result TTL."""
-    cutoff = time.time() - services.settings.result_ttl_s
-    expired = services.store.expired(cutoff)
+    expired = store.expired(time.time() - ttl_s)
     for job in expired:
-        services.files.remove(job.result_path)
-        services.files.remove(job.input_path)
-        services.store.delete(job.id)
+        files.remove(job.result_path)
+        files.remove(job.input_path)
+        store.delete(job.id)
     return len(expired)
 
 

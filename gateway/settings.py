@@ -18,6 +18,11 @@ class Settings(BaseSettings):
         description="Base URL put in result links; empty means the request's own base URL.",
     )
 
+    cors_origins: list[str] = Field(
+        default=["*"],
+        description="origins allowed to call from a browser (the seed's fetch() example)",
+    )
+
     # Triton
     triton_grpc_url: str = "127.0.0.1:8001"
     triton_timeout_s: float = Field(default=120.0, gt=0, description="deadline of one gRPC call")

@@ -90,3 +90,24 @@ def test_recovery_requeues_interrupted_jobs_and_fails_them_when_attempts_run_out
     failed = store.get(exhausted)
     assert failed is not None and "restart" in (failed.error or "")
     assert store.status_of(waiting) == "queued"
+
+
+def test_results_older_than_the_ttl_are_deleted_with_their_files(tmp_path: Path) -> None:
+    from gateway.services import expire_results
+    from gateway.storage import FileStore
+
+    store = JobStore(tmp_path / "jobs.db")
+    files = FileStore(tmp_path / "uploads", tmp_path / "results")
+    old, fresh, running = make_job(store), make_job(store), make_job(store)
+    paths = {}
+    for job_id in (old, fresh):
+        store.claim(job_id)
+        result_id, path = files.save_result(b"png bytes", "PNG")
+        store.complete(job_id, result_id, str(path), "image/png")
+        paths[job_id] = path
+    store.claim(running)
+    store._db.execute("UPDATE jobs SET completed_at = completed_at - 7200 WHERE id = ?", (old,))
+    assert expire_results(store, files, ttl_s=3600) == 1
+    assert store.get(old) is None and not paths[old].exists()
+    assert store.get(fresh) is not None and paths[fresh].exists()
+    assert store.status_of(running) == "processing"
