@@ -20,6 +20,7 @@ import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from gateway.settings import Settings
 
 ImageFormat = Literal["JPEG", "PNG", "WEBP"]
 
@@ -95,6 +96,16 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int, max_side: int)
         format=fmt,
         was_grayscale=image.mode in _GRAYSCALE_MODES,
         icc_profile=rgb_icc_profile(image),
+    )
+
+
+def decode_upload(data: bytes, settings: Settings) -> DecodedImage:
+    """decode_image with the gateway's configured limits: one place for uploads and jobs."""
+    return decode_image(
+        data,
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_input_pixels,
+        max_side=settings.max_image_side,
     )
 
 

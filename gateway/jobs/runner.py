@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.errors import FacetError, JobCancelled, Unavailable
-from gateway.imageio import decode_image, encode_image, media_type_for, output_format_for
+from gateway.imageio import decode_upload, encode_image, media_type_for, output_format_for
 from gateway.jobs.store import Job, JobStore
 from gateway.pipelines.upscale import TileUpscaler, UpscaleOptions, upscale_image
 from gateway.settings import Settings
@@ -71,13 +71,7 @@ class UpscaleJobRunner:
     async def _process(self, job: Job) -> None:
         started = time.monotonic()
         data = await asyncio.to_thread(Path(job.input_path).read_bytes)
-        decoded = await asyncio.to_thread(
-            decode_image,
-            data,
-            max_bytes=self._settings.max_upload_bytes,
-            max_pixels=self._settings.max_input_pixels,
-            max_side=self._settings.max_image_side,
-        )
+        decoded = await asyncio.to_thread(decode_upload, data, self._settings)
         options = UpscaleOptions.from_settings(
             self._settings, outscale=int(job.parameters["scale"])
         )

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from gateway.errors import BadRequest, ModelNotReady, NotFound, Overloaded, PayloadTooLarge
-from gateway.imageio import decode_image
+from gateway.imageio import decode_upload
 from gateway.jobs.store import Job
 from gateway.manifests import SYNTHETIC_WARNING
 from gateway.routes.deps import base_url, rate_limited, services_of
@@ -73,13 +73,7 @@ async def submit_upscale(
     services = services_of(request)
     _check_parameters(scale, face_enhance)
     data = await _read_limited(file, services.settings.max_upload_bytes)
-    decoded = await asyncio.to_thread(
-        decode_image,
-        data,
-        max_bytes=services.settings.max_upload_bytes,
-        max_pixels=services.settings.max_input_pixels,
-        max_side=services.settings.max_image_side,
-    )
+    decoded = await asyncio.to_thread(decode_upload, data, services.settings)
     await _check_capacity(services)
     path = await asyncio.to_thread(services.files.save_upload, data)
     job = await asyncio.to_thread(
