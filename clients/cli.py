@@ -1,0 +1,766 @@
+"""`facet`: Facet's command line. Upscale images straight through Triton (gRPC, tiled on this
+machine) or through the REST gateway (a queued job), list Triton's models, follow or cancel jobs.
+
+Exit codes: 0 success, 1 the server failed or could not be reached, 2 bad usage or bad input
+(unreadable image, unknown job or model, a request the server refused), 130 interrupted.
+Heavy modules are imported inside the commands so that `--help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from clients.errors import FacetClientError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from clients.rest import FacetRestClient
+    from gateway.imageio import DecodedImage, ImageFormat
+
+PROG: Final = "facet"
+GRPC_URL: Final = os.environ.get("FACET_TRITON_URL", "127.0.0.1:8001")
+REST_URL: Final = os.environ.get("FACET_GATEWAY_URL", "http://127.0.0.1:8000")
+DEFAULT_MODEL: Final = "realesrgan_x4plus"
+DEFAULT_TILE: Final = 128
+DEFAULT_TILE_PAD: Final = 10
+DEFAULT_PRE_PAD: Final = 10
+DEFAULT_BATCH: Final = 4
+DEFAULT_TIMEOUT_S: Final = 600.0
+FACE_MODEL: Final = "gfpgan_v1_4"
+# Local files are not uploads: allow more than the gateway does, but stay clear of a 4×
+# output that cannot fit in memory (16 Mpx in → 256 Mpx, ~770 MB of RGB out).
+LOCAL_MAX_BYTES: Final = 256 * 1024 * 1024
+LOCAL_MAX_PIXELS: Final = 16_000_000
+LOCAL_MAX_SIDE: Final = 16384
+RESULT_MAX_PIXELS: Final = 89_000_000  # Pillow's own decompression-bomb threshold
+SUFFIX_FORMATS: Final[dict[str, ImageFormat]] = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+}
+FORMAT_SUFFIXES: Final[dict[str, str]] = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
+EXIT_OK: Final = 0
+EXIT_SERVER: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+DESCRIPTION = """\
+Facet's command line: image super-resolution with Real-ESRGAN served by Triton Inference Server,
+either straight through Triton (gRPC, tiled on this machine) or through the REST gateway (jobs).
+
+Exit codes: 0 ok, 1 server error or unreachable, 2 usage or bad input, 130 interrupted.
+Environment: FACET_TRITON_URL (default 127.0.0.1:8001) and FACET_GATEWAY_URL (default
+http://127.0.0.1:8000) set the default --url of the gRPC and the REST commands."""
+
+TOP_EXAMPLES = """\
+examples:
+  facet upscale photo.jpg -o photo_x4.png
+  facet upscale photo.jpg -o photo_x2.jpg --scale 2 --via rest
+  facet models --url 127.0.0.1:8001
+  facet status 6b0f4c1e9a5d4e0c8f4f2b7a1d3c5e7f
+  facet cancel 6b0f4c1e9a5d4e0c8f4f2b7a1d3c5e7f
+  facet <command> --help      (every command explains its options)"""
+
+UPSCALE_DESCRIPTION = f"""\
+Upscale one JPEG, PNG or WebP image by 2 or 4 with Real-ESRGAN.
+
+--via grpc (default) talks to Triton directly: the image is cut into tiles here (the gateway's
+own tiling code: --tile pixel cores with --tile-pad pixels of context, --pre-pad reflected
+pixels at the bottom/right), --batch tiles per request, two requests in flight, stitched here.
+The progress bar counts tiles. --shm passes tensors through shared memory (same host only).
+
+--via rest sends the file to the gateway: submit, poll the job (the progress bar shows the
+job's progress), download the result. The gateway uses its own model and tile settings, so
+--model, --tile, --tile-pad, --pre-pad, --batch and --shm are refused with --via rest.
+Ctrl-C while waiting cancels the job.
+
+Images are read like the gateway reads uploads (EXIF orientation applied, alpha kept and
+resized linearly, grayscale written back as grayscale). The output format follows the
+extension of -o (.png, .jpg/.jpeg, .webp); JPEG output drops alpha. Without -o the result goes
+next to the input as <name>_upscaled_x<scale>.<ext>, in the input's format (PNG when it has
+alpha), as the gateway names results. Local images may have at most {LOCAL_MAX_PIXELS:,}
+pixels and {LOCAL_MAX_SIDE} pixels a side (the gateway has its own, smaller limits)."""
+
+UPSCALE_EXAMPLES = """\
+examples:
+  facet upscale photo.jpg -o photo_x4.png
+  facet upscale photo.jpg -o photo_x2.webp --scale 2 --model realesr_general_x4v3
+  facet upscale photo.png -o big.png --tile 256 --batch 2 --shm --url 127.0.0.1:8001
+  facet upscale photo.jpg -o photo_x2.jpg --scale 2 --via rest --url http://127.0.0.1:8000"""
+
+MODELS_DESCRIPTION = """\
+List every model in Triton's repository with its version, state (READY when it can serve),
+backend and tensors. The upscale_<model> ensembles are what `facet upscale` calls: uint8 RGB
+image [N,H,W,3] in, [N,4H,4W,3] out; the float models behind them take FP32 NCHW."""
+
+MODELS_EXAMPLES = """\
+examples:
+  facet models
+  facet models --url triton.example:8001 --json"""
+
+STATUS_DESCRIPTION = """\
+Show one gateway job: queued, processing (with progress), completed (with the result URL),
+failed (with the reason) or cancelled. Exits 0 whenever the gateway answered; 2 for an
+unknown job."""
+
+STATUS_EXAMPLES = """\
+examples:
+  facet status 6b0f4c1e9a5d4e0c8f4f2b7a1d3c5e7f
+  facet status 6b0f4c1e9a5d4e0c8f4f2b7a1d3c5e7f --json --url http://gateway:8000"""
+
+CANCEL_DESCRIPTION = """\
+Cancel a queued or running gateway job. A job that already finished cannot be cancelled
+(exit 2, with the gateway's reason); an unknown job exits 2 too."""
+
+CANCEL_EXAMPLES = """\
+examples:
+  facet cancel 6b0f4c1e9a5d4e0c8f4f2b7a1d3c5e7f"""
+
+HEALTH_DESCRIPTION = """\
+Show the gateway's health: whether it can serve (Triton reachable, upscale model ready), the
+model's weight source and the host's load. Exits 0 when healthy, 1 when not or unreachable."""
+
+HEALTH_EXAMPLES = """\
+examples:
+  facet health
+  facet health --json --url http://gateway:8000"""
+
+RESTORE_DESCRIPTION = f"""\
+Face restoration (planned): detect and align every face, restore it with GFPGAN v1.4
+('{FACE_MODEL}'), paste it back into the (optionally upscaled) photo.
+
+NOT AVAILABLE YET: no face restoration model is installed on Facet's servers, so this command
+does nothing and exits with status 2. `facet upscale` (super-resolution) works today; the
+gateway likewise refuses face_enhance=true."""
+
+RESTORE_EXAMPLES = """\
+examples (once the model is installed):
+  facet restore portrait.jpg -o portrait_restored.png"""
+
+
+class UsageError(Exception):
+    """Bad arguments or bad input found after parsing: exit 2 with the message."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the hand-wrapped descriptions and examples as written."""
+
+
+# Argument parsing ------------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, epilog=TOP_EXAMPLES, formatter_class=HelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_upscale(commands)
+    add_models(commands)
+    add_status(commands)
+    add_cancel(commands)
+    add_health(commands)
+    add_restore(commands)
+    return parser
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    epilog: str,
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=epilog,
+        formatter_class=HelpFormatter,
+    )
+
+
+def add_upscale(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        commands, "upscale", "upscale an image ×2 or ×4", UPSCALE_DESCRIPTION, UPSCALE_EXAMPLES
+    )
+    parser.add_argument("input", type=Path, help="the image to upscale (JPEG, PNG or WebP)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="where to write the result; its extension picks the format "
+        "(default: <input>_upscaled_x<scale>.<ext> next to the input)",
+    )
+    parser.add_argument(
+        "--scale", type=int, choices=(2, 4), default=4, help="upscale factor (default: 4)"
+    )
+    parser.add_argument(
+        "--via",
+        choices=("grpc", "rest"),
+        default="grpc",
+        help="grpc: straight to Triton, tiled here; rest: a job on the gateway (default: grpc)",
+    )
+    parser.add_argument(
+        "--url",
+        help=f"Triton's gRPC address for --via grpc (default: {GRPC_URL}); the gateway's base "
+        f"URL for --via rest (default: {REST_URL})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=DEFAULT_TIMEOUT_S,
+        help="seconds: the deadline of each Triton request (grpc), or how long to wait for the "
+        f"job (rest) (default: {DEFAULT_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--face-enhance",
+        action="store_true",
+        help="also restore faces (needs the GFPGAN model, which no server has yet: refused)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
+    grpc_only = parser.add_argument_group("gRPC-only options (--via grpc)")
+    grpc_only.add_argument(
+        "--model",
+        help=f"the float model whose upscale_<model> ensemble runs, e.g. realesrgan_x4plus or "
+        f"realesr_general_x4v3 (default: {DEFAULT_MODEL})",
+    )
+    grpc_only.add_argument(
+        "--tile",
+        type=positive_int,
+        help=f"tile core size in input pixels (default: {DEFAULT_TILE})",
+    )
+    grpc_only.add_argument(
+        "--tile-pad",
+        type=non_negative_int,
+        help=f"context pixels around each tile (default: {DEFAULT_TILE_PAD})",
+    )
+    grpc_only.add_argument(
+        "--pre-pad",
+        type=non_negative_int,
+        help=f"reflected pixels added bottom/right, cropped after (default: {DEFAULT_PRE_PAD})",
+    )
+    grpc_only.add_argument(
+        "--batch",
+        type=positive_int,
+        help=f"tiles per Triton request (default: {DEFAULT_BATCH})",
+    )
+    grpc_only.add_argument(
+        "--shm",
+        action="store_true",
+        help="pass tensors through system shared memory (client and Triton on one host)",
+    )
+    parser.set_defaults(handler=run_upscale)
+
+
+def add_models(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        commands,
+        "models",
+        "list Triton's models and readiness",
+        MODELS_DESCRIPTION,
+        MODELS_EXAMPLES,
+    )
+    parser.add_argument(
+        "--url", default=GRPC_URL, help=f"Triton's gRPC address (default: {GRPC_URL})"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(handler=run_models)
+
+
+def _add_rest_options(parser: argparse.ArgumentParser, *, json_output: bool) -> None:
+    parser.add_argument(
+        "--url", default=REST_URL, help=f"the gateway's base URL (default: {REST_URL})"
+    )
+    if json_output:
+        parser.add_argument("--json", action="store_true", help="print the gateway's JSON answer")
+
+
+def add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        commands, "status", "show a gateway job's status", STATUS_DESCRIPTION, STATUS_EXAMPLES
+    )
+    parser.add_argument("job_id", help="the job_id that submitting the image returned")
+    _add_rest_options(parser, json_output=True)
+    parser.set_defaults(handler=run_status)
+
+
+def add_cancel(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        commands, "cancel", "cancel a gateway job", CANCEL_DESCRIPTION, CANCEL_EXAMPLES
+    )
+    parser.add_argument("job_id", help="the job to cancel")
+    _add_rest_options(parser, json_output=False)
+    parser.set_defaults(handler=run_cancel)
+
+
+def add_health(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        commands, "health", "show the gateway's health", HEALTH_DESCRIPTION, HEALTH_EXAMPLES
+    )
+    _add_rest_options(parser, json_output=True)
+    parser.set_defaults(handler=run_health)
+
+
+def add_restore(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        commands,
+        "restore",
+        "restore faces with GFPGAN (not available yet)",
+        RESTORE_DESCRIPTION,
+        RESTORE_EXAMPLES,
+    )
+    parser.add_argument("input", nargs="?", type=Path, help="the photo whose faces to restore")
+    parser.add_argument("-o", "--output", type=Path, help="where the restored photo would go")
+    parser.add_argument("--url", help="the server that would do it")
+    parser.set_defaults(handler=run_restore)
+
+
+# Entry point -----------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit code (argparse itself exits 2 on bad usage)."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except UsageError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except FacetClientError as exc:
+        _error(_describe(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _describe(exc: FacetClientError) -> str:
+    if exc.retry_after is not None:
+        return f"{exc.detail} (the server asks to retry after {exc.retry_after:g} s)"
+    return exc.detail
+
+
+# upscale ---------------------------------------------------------------------------------------
+
+
+def run_upscale(args: argparse.Namespace) -> int:
+    if args.face_enhance:
+        raise UsageError(_face_model_missing("--face-enhance"))
+    target = _output_format(args.output)
+    if args.via == "rest":
+        grpc_only = [
+            flag
+            for flag, value in (
+                ("--model", args.model),
+                ("--tile", args.tile),
+                ("--tile-pad", args.tile_pad),
+                ("--pre-pad", args.pre_pad),
+                ("--batch", args.batch),
+            )
+            if value is not None
+        ]
+        if args.shm:
+            grpc_only.append("--shm")
+        if grpc_only:
+            raise UsageError(
+                f"{', '.join(grpc_only)} only apply to --via grpc; the gateway uses its own "
+                "model and tile settings"
+            )
+        return upscale_rest(args, target)
+    return upscale_grpc(args, target)
+
+
+def _output_format(output: Path | None) -> ImageFormat | None:
+    if output is None:
+        return None
+    fmt = SUFFIX_FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        raise UsageError(
+            f"cannot tell the output format from {output.name!r}: end it in .png, .jpg, .jpeg "
+            "or .webp"
+        )
+    if output.is_dir():
+        raise UsageError(f"{output} is a directory; give a file name")
+    return fmt
+
+
+def _read_input(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _decode(data: bytes, name: str, *, max_pixels: int = LOCAL_MAX_PIXELS) -> DecodedImage:
+    from gateway.errors import FacetError
+    from gateway.imageio import decode_image
+
+    try:
+        return decode_image(
+            data, max_bytes=LOCAL_MAX_BYTES, max_pixels=max_pixels, max_side=LOCAL_MAX_SIDE
+        )
+    except FacetError as exc:
+        raise UsageError(f"{name}: {exc.detail}") from None
+
+
+def upscale_grpc(args: argparse.Namespace, target: ImageFormat | None) -> int:
+    from clients.triton_grpc import FacetTritonClient
+    from gateway.imageio import output_format_for
+    from gateway.pipelines.tiling import plan_tiles
+
+    decoded = _decode(_read_input(args.input), str(args.input))
+    fmt = target or output_format_for(decoded, outscale=args.scale)
+    output = args.output or _default_output(args.input, args.scale, fmt)
+    model = args.model or DEFAULT_MODEL
+    tile = args.tile or DEFAULT_TILE
+    tile_pad = DEFAULT_TILE_PAD if args.tile_pad is None else args.tile_pad
+    tiles = len(plan_tiles(decoded.height, decoded.width, tile, tile_pad))
+    started = time.monotonic()
+    with (
+        FacetTritonClient(
+            args.url or GRPC_URL, shared_memory=args.shm, timeout_s=args.timeout
+        ) as client,
+        _progress_bar(args, total=tiles, unit="tile", desc="upscaling") as bar,
+    ):
+        upscaled = client.upscale_image(
+            _with_alpha(decoded),
+            model=model,
+            outscale=args.scale,
+            tile=tile,
+            tile_pad=tile_pad,
+            pre_pad=DEFAULT_PRE_PAD if args.pre_pad is None else args.pre_pad,
+            batch=args.batch or DEFAULT_BATCH,
+            progress=lambda fraction: bar.update(round(fraction * tiles) - bar.n),
+        )
+    rgb, alpha = upscaled[..., :3], (upscaled[..., 3] if upscaled.shape[2] == 4 else None)
+    _write_image(output, rgb, alpha, fmt, grayscale=decoded.was_grayscale)
+    seconds = time.monotonic() - started
+    print(
+        f"{output}: {rgb.shape[1]}×{rgb.shape[0]} {fmt}, ×{args.scale} with {model} via gRPC "
+        f"({tiles} tile{'s' if tiles != 1 else ''}, {seconds:.1f} s)"
+    )
+    return EXIT_OK
+
+
+def _with_alpha(decoded: DecodedImage) -> npt.NDArray[np.uint8]:
+    import numpy as np
+
+    if decoded.alpha is None:
+        return decoded.rgb
+    return np.dstack([decoded.rgb, decoded.alpha])
+
+
+def _default_output(source: Path, scale: int, fmt: str) -> Path:
+    """Name results as the gateway names its downloads: <stem>_upscaled_x<scale>.<ext>."""
+    return source.with_name(f"{source.stem}_upscaled_x{scale}{FORMAT_SUFFIXES[fmt]}")
+
+
+def _write_image(
+    output: Path,
+    rgb: npt.NDArray[np.uint8],
+    alpha: npt.NDArray[np.uint8] | None,
+    fmt: ImageFormat,
+    *,
+    grayscale: bool,
+) -> None:
+    from gateway.imageio import encode_image
+
+    if fmt == "JPEG" and alpha is not None:
+        _note(f"{PROG}: note: JPEG has no alpha channel; the transparency is dropped")
+    try:
+        encoded = encode_image(rgb, alpha, fmt, grayscale=grayscale)
+    except ValueError as exc:  # e.g. a side too large for JPEG or WebP
+        raise UsageError(str(exc)) from None
+    _write_atomically(output, encoded)
+
+
+def _write_atomically(output: Path, data: bytes) -> None:
+    """Write beside the target, then rename: a failed run never leaves half an image."""
+    partial = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with partial.open("xb") as file:  # "x": the umask applies, nothing is clobbered
+                file.write(data)
+            os.replace(partial, output)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def upscale_rest(args: argparse.Namespace, target: ImageFormat | None) -> int:
+    from clients.rest import FacetRestClient
+
+    data = _read_input(args.input)
+    started = time.monotonic()
+    with FacetRestClient(args.url or REST_URL) as client:
+        accepted = client.submit_upscale(data, args.scale, filename=args.input.name)
+        job_id = str(accepted["job_id"])
+        _note(f"job {job_id} queued (estimated {accepted.get('estimated_time', '?')})")
+        try:
+            with _progress_bar(args, total=100, unit="%", desc="queued") as bar:
+
+                def show(body: dict[str, Any]) -> None:
+                    bar.set_description(str(body.get("status", "")), refresh=False)
+                    bar.update(int(body.get("progress") or 0) - bar.n)
+
+                final = client.wait(job_id, timeout_s=args.timeout, progress=show)
+        except KeyboardInterrupt:  # the bar is closed by now, so the note reads cleanly
+            _cancel_quietly(client, job_id)
+            raise
+        result_url = str(final["result_url"])
+        output = _save_result(client, result_url, args, target)
+    seconds = time.monotonic() - started
+    print(
+        f"{output}: {_describe_file(output)}, ×{args.scale} via the gateway "
+        f"(job {job_id}, {seconds:.1f} s)"
+    )
+    return EXIT_OK
+
+
+def _cancel_quietly(client: FacetRestClient, job_id: str) -> None:
+    try:
+        client.cancel(job_id)
+        _note(f"cancelled job {job_id}")
+    except FacetClientError as exc:
+        _note(f"could not cancel job {job_id}: {exc.detail}")
+
+
+def _save_result(
+    client: FacetRestClient, result_url: str, args: argparse.Namespace, target: ImageFormat | None
+) -> Path:
+    """Download the result; re-encode it when -o asks for another format than the gateway's."""
+    from gateway.imageio import sniff_format
+
+    directory = (args.output or args.input).parent
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".facet-", dir=directory) as scratch:
+        downloaded = client.download(result_url, scratch)
+        if args.output is None:  # keep the gateway's own file name and format
+            output = args.input.with_name(downloaded.name)
+            os.replace(downloaded, output)
+            return Path(output)
+        data = downloaded.read_bytes()
+        if target is None or sniff_format(data) == target:
+            os.replace(downloaded, args.output)
+            return Path(args.output)
+        decoded = _decode(data, "the result", max_pixels=RESULT_MAX_PIXELS)
+        _write_image(
+            args.output, decoded.rgb, decoded.alpha, target, grayscale=decoded.was_grayscale
+        )
+        return Path(args.output)
+
+
+def _describe_file(path: Path) -> str:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return f"{image.width}×{image.height} {image.format}"
+
+
+class _NullBar:
+    """Stands in for tqdm when the bar is off."""
+
+    n = 0
+
+    def update(self, count: int) -> None:
+        self.n += count
+
+    def set_description(self, desc: str, refresh: bool = True) -> None:
+        pass
+
+    def __enter__(self) -> _NullBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _progress_bar(args: argparse.Namespace, *, total: int, unit: str, desc: str) -> Any:
+    """A tqdm bar on stderr; off with --no-progress and when stderr is not a terminal."""
+    if args.no_progress:
+        return _NullBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, disable=None, leave=True)
+
+
+# models, status, cancel, health, restore -------------------------------------------------------
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from clients.triton_grpc import FacetTritonClient
+
+    with FacetTritonClient(args.url, timeout_s=10.0) as client:
+        models = client.models()
+    if args.json:
+        rows = [
+            {
+                "name": m.name,
+                "version": m.version,
+                "state": m.state,
+                "ready": m.ready,
+                "reason": m.reason,
+                "platform": m.platform,
+                "inputs": [str(spec) for spec in m.inputs],
+                "outputs": [str(spec) for spec in m.outputs],
+            }
+            for m in models
+        ]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    table = [("MODEL", "VERSION", "STATE", "BACKEND", "INPUTS", "OUTPUTS")]
+    for m in models:
+        state = m.state or "UNLOADED"
+        if m.reason:
+            state = f"{state} ({m.reason})"
+        inputs = ", ".join(str(spec) for spec in m.inputs) or "-"
+        outputs = ", ".join(str(spec) for spec in m.outputs) or "-"
+        table.append((m.name, m.version or "-", state, m.platform or "-", inputs, outputs))
+    print(format_table(table))
+    ready = sum(m.ready for m in models)
+    print(f"\n{ready} of {len(models)} models ready on {args.url}")
+    return EXIT_OK
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart; the last column is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from clients.rest import FacetRestClient
+
+    with FacetRestClient(args.url) as client:
+        body = client.status(_job_id(args.job_id))
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return EXIT_OK
+    print(f"job {body.get('job_id')}: {body.get('status')} {body.get('progress', 0)}%")
+    for label, key in (
+        ("file", "original_filename"),
+        ("parameters", "parameters"),
+        ("model", "model"),
+        ("result", "result_url"),
+        ("time", "processing_time"),
+        ("error", "error"),
+        ("warning", "warning"),
+    ):
+        value = body.get(key)
+        if value not in (None, "", {}):
+            print(f"  {label}: {json.dumps(value) if isinstance(value, dict) else value}")
+    return EXIT_OK
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    from clients.rest import FacetRestClient
+
+    with FacetRestClient(args.url) as client:
+        body = client.cancel(_job_id(args.job_id))
+    print(body.get("message", "cancelled"))
+    return EXIT_OK
+
+
+def _job_id(text: str) -> str:
+    if not text or "/" in text or text in (".", ".."):
+        raise UsageError(f"not a job id: {text!r}")
+    return text
+
+
+def run_health(args: argparse.Namespace) -> int:
+    from clients.rest import FacetRestClient
+
+    with FacetRestClient(args.url, max_retries=0) as client:
+        body = client.health()
+    healthy = body.get("status") == "healthy"
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return EXIT_OK if healthy else EXIT_SERVER
+    print(f"gateway {args.url}: {body.get('status', 'unknown')} (version {body.get('version')})")
+    triton = body.get("triton") or {}
+    if triton:
+        print(
+            f"  triton: live={triton.get('server_live')} ready={triton.get('server_ready')}"
+            + (f" error={triton['error']}" if triton.get("error") else "")
+        )
+    for name, info in (body.get("models") or {}).items():
+        if isinstance(info, dict):
+            weights = info.get("weights") or "?"
+            print(f"  model {name}: ready={info.get('ready')} weights={weights}")
+    if body.get("warning"):
+        print(f"  warning: {body['warning']}")
+    return EXIT_OK if healthy else EXIT_SERVER
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    _error(_face_model_missing("facet restore"))
+    return EXIT_USAGE
+
+
+def _face_model_missing(what: str) -> str:
+    return (
+        f"{what} needs the face restoration model '{FACE_MODEL}' (GFPGAN v1.4), which is not "
+        "installed or available on this server; nothing was done. `facet upscale` works for "
+        "super-resolution."
+    )

@@ -1,0 +1,317 @@
+"""A synchronous client of the Facet REST gateway: submit an upscale job, poll it, download the
+result, cancel it, read health and metrics.
+
+Answers of 429 and 503 are retried after the server's Retry-After, a bounded number of times;
+every other failure raises a `FacetClientError` subclass carrying the server's `detail`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self
+from urllib.parse import unquote
+
+import httpx
+
+from clients.errors import (
+    BadRequestError,
+    DeadlineExceededError,
+    FacetClientError,
+    JobFailedError,
+    NotFoundError,
+    OverloadedError,
+    RateLimitedError,
+    ServerError,
+    UnavailableError,
+)
+
+DEFAULT_URL: Final = "http://127.0.0.1:8000"
+RETRY_STATUSES: Final = frozenset({429, 503})
+FINISHED: Final = frozenset({"completed", "failed", "cancelled"})
+DEFAULT_RETRY_WAIT_S: Final = 1.0  # a 429/503 without Retry-After
+FIRST_POLL_S: Final = 0.25
+MAX_POLL_S: Final = 2.0  # the gateway allows 60 status requests per minute per client
+DOWNLOAD_CHUNK: Final = 1 << 20
+_FILENAME = re.compile(r"filename\*?=(?:UTF-8'')?\"?([^\";]+)\"?", re.IGNORECASE)
+
+StatusCallback = Callable[[dict[str, Any]], None]
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), else None."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_from_response(response: httpx.Response) -> FacetClientError:
+    """Map a gateway error answer ({"detail", "error"}, or anything else) to a client error."""
+    detail, code = _read_error_body(response)
+    status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    kwargs: dict[str, Any] = {"status": status, "code": code, "retry_after": retry_after}
+    if status == 429:
+        return RateLimitedError(detail, **kwargs)
+    if status == 503:
+        cls = OverloadedError if code == "Overloaded" else UnavailableError
+        return cls(detail, **kwargs)
+    if status == 404:
+        return NotFoundError(detail, **kwargs)
+    if status == 504:
+        return DeadlineExceededError(detail, **kwargs)
+    if 400 <= status < 500:
+        return BadRequestError(detail, **kwargs)
+    return ServerError(detail, **kwargs)
+
+
+def _read_error_body(response: httpx.Response) -> tuple[str, str | None]:
+    """The server's `detail` and `error` name; the status line when the body has none."""
+    fallback = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return (f"{fallback}: {text[:200]}" if text else fallback), None
+    if not isinstance(body, dict):
+        return fallback, None
+    detail = body.get("detail")
+    code = body.get("error")
+    if detail is None:
+        detail = fallback
+    elif not isinstance(detail, str):  # e.g. FastAPI's list of validation errors
+        detail = str(detail)
+    return detail, code if isinstance(code, str) else None
+
+
+class FacetRestClient:
+    """Blocking client of the gateway at `base_url`; use as a context manager or `close()`.
+
+    `max_retries` bounds how often one request is repeated after 429/503; a Retry-After longer
+    than `max_retry_wait_s` is not waited for (the error is raised at once).
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        timeout_s: float = 30.0,
+        max_retries: int = 3,
+        max_retry_wait_s: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError("max_retries must not be negative")
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = max_retries
+        self.max_retry_wait_s = max_retry_wait_s
+        self._sleep = sleep
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # The API ---------------------------------------------------------------------------------
+
+    def submit_upscale(
+        self,
+        image: str | os.PathLike[str] | bytes,
+        scale: int = 2,
+        face_enhance: bool = False,
+        *,
+        filename: str | None = None,
+    ) -> dict[str, Any]:
+        """POST /upscale: queue a job; returns {job_id, status, message, estimated_time, ...}.
+
+        `image` is a file path or the encoded bytes (JPEG, PNG or WebP); the gateway checks it.
+        """
+        if isinstance(image, bytes):
+            data, name = image, filename or "upload"
+        else:
+            path = Path(image)
+            data, name = path.read_bytes(), filename or path.name
+        form = {"scale": str(scale), "face_enhance": "true" if face_enhance else "false"}
+        return self._json(
+            "POST", "/upscale", files={"file": (name, data, "application/octet-stream")}, data=form
+        )
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        """GET /status/{job_id}: {status, progress (0..100), result_url, error, ...}."""
+        return self._json("GET", f"/status/{_segment(job_id)}")
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout_s: float = 600.0,
+        progress: StatusCallback | None = None,
+        poll_interval_s: float = FIRST_POLL_S,
+    ) -> dict[str, Any]:
+        """Poll until the job finishes; return its final status document when `completed`.
+
+        `progress` gets every status document polled. Polls start every `poll_interval_s` and
+        slow down to every 2 s. Raises JobFailedError (failed or cancelled) or
+        DeadlineExceededError when `timeout_s` runs out first.
+        """
+        deadline = time.monotonic() + timeout_s
+        interval = poll_interval_s
+        while True:
+            body = self.status(job_id)
+            if progress is not None:
+                progress(body)
+            state = str(body.get("status"))
+            if state == "completed":
+                return body
+            if state in FINISHED:
+                reason = body.get("error") or f"the job was {state}"
+                raise JobFailedError(
+                    f"job {job_id} {state}: {reason}", job_id=job_id, job_status=state
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlineExceededError(
+                    f"job {job_id} still {state} after {timeout_s:g} s", code=state
+                )
+            self._sleep(min(interval, left))
+            interval = min(interval * 1.5, MAX_POLL_S)
+
+    def download(self, result_url: str, dest: str | os.PathLike[str]) -> Path:
+        """Stream a result to `dest` (a file, or a directory: the server's filename is used).
+
+        The file appears complete or not at all (written aside, then renamed). Returns its path.
+        """
+        response = self._send("GET", result_url, stream=True)
+        try:
+            target = Path(dest)
+            if target.is_dir():
+                target = target / _download_name(response, result_url)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+            try:
+                with partial.open("xb") as file:  # "x": the umask applies, nothing clobbered
+                    for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                        file.write(chunk)
+                os.replace(partial, target)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, self.base_url) from exc
+        finally:
+            response.close()
+        return target
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """DELETE /job/{job_id}: {"message": "Job cancelled successfully"}; 400 if finished."""
+        return self._json("DELETE", f"/job/{_segment(job_id)}")
+
+    def health(self) -> dict[str, Any]:
+        """GET /health. An unhealthy gateway answers 503 with the same document: it is returned
+        (not raised, not retried) so callers can show why; check body["status"]."""
+        response = self._send("GET", "/health", retry=False, accept={503})
+        return _json_body(response)
+
+    def metrics(self) -> dict[str, Any]:
+        """GET /metrics: job counts, queue length, average processing time, system load."""
+        return self._json("GET", "/metrics")
+
+    # Transport -------------------------------------------------------------------------------
+
+    def _json(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        return _json_body(self._send(method, url, **kwargs))
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        stream: bool = False,
+        retry: bool = True,
+        accept: frozenset[int] | set[int] = frozenset(),
+        files: Mapping[str, Any] | None = None,
+        data: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send once, and again after Retry-After on 429/503 while retries remain."""
+        attempt = 0
+        while True:
+            try:
+                request = self._http.build_request(method, url, files=files, data=data)
+                response = self._http.send(request, stream=stream)
+            except httpx.HTTPError as exc:
+                raise _transport_error(exc, self.base_url) from exc
+            if response.is_success or response.status_code in accept:
+                return response
+            if stream:
+                response.read()
+                response.close()
+            error = error_from_response(response)
+            wait = self._retry_wait(error, attempt) if retry else None
+            if wait is None:
+                raise error
+            self._sleep(wait)
+            attempt += 1
+
+    def _retry_wait(self, error: FacetClientError, attempt: int) -> float | None:
+        """Seconds to wait before retrying, or None when this error must be raised now."""
+        if error.status not in RETRY_STATUSES or attempt >= self.max_retries:
+            return None
+        wait = DEFAULT_RETRY_WAIT_S if error.retry_after is None else error.retry_after
+        return None if wait > self.max_retry_wait_s else wait
+
+
+def _segment(job_id: str) -> str:
+    """A job id as one safe path segment (ids are server-made; never let one add a path)."""
+    if not job_id or "/" in job_id or job_id in (".", ".."):
+        raise ValueError(f"not a job id: {job_id!r}")
+    return job_id
+
+
+def _json_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise ServerError(
+            f"the gateway answered {response.status_code} without JSON",
+            status=response.status_code,
+        ) from exc
+    if not isinstance(body, dict):
+        raise ServerError("the gateway answered with unexpected JSON", status=response.status_code)
+    return body
+
+
+def _download_name(response: httpx.Response, url: str) -> str:
+    match = _FILENAME.search(response.headers.get("content-disposition", ""))
+    name = unquote(match.group(1)) if match else url.rstrip("/").rsplit("/", 1)[-1]
+    cleaned = Path(name.replace("\\", "/")).name
+    return cleaned if cleaned not in ("", ".", "..") else "result"
+
+
+def _transport_error(exc: httpx.HTTPError, base_url: str) -> FacetClientError:
+    if isinstance(exc, httpx.TimeoutException):
+        return DeadlineExceededError(f"the gateway at {base_url} did not answer in time ({exc})")
+    return UnavailableError(f"cannot reach the gateway at {base_url}: {exc}")
