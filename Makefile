@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 REPO   ?= model_repository
 WEIGHTS ?= auto
-MODELS ?= realesrgan_x4plus realesr_general_x4v3
+MODELS ?= all
 
 .PHONY: install models serve triton up down test lint typecheck unit integration clean
 RUN    := run
@@ -63,3 +63,14 @@ test: lint typecheck
 
 clean:
 	rm -rf $(VENV) run build
+
+# Benchmarks. `perf`: NVIDIA perf_analyzer sweep of every served model against the running stack
+# (starts it like `make up` when needed); CSVs land in perf/reports/raw/. `perf-quick`: the ratio
+# benchmark (ORT, Triton, gateway, PyTorch) on tiny synthetic models, under a minute.
+.PHONY: perf perf-quick
+perf: up
+	$(PY) -m perf.install_perf_analyzer
+	$(PY) -m perf.run_perf_analyzer --url 127.0.0.1:8001 --repository $(REPO)
+
+perf-quick: install
+	$(PY) -m perf.benchmark --quick

@@ -8,10 +8,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from export.errors import ExportError
-from export.graphs import GraphSpec
 from export.pipeline import ExportOptions, ExportOutcome, export_any
-from export.registry import ENSEMBLES, GRAPHS, MODELS, expand, known_names
-from export.spec import ModelSpec
+from export.registry import (
+    ENSEMBLES,
+    GRAPHS,
+    MODELS,
+    PACKAGED,
+    PYTHON_MODELS,
+    ExportSpec,
+    expand,
+    known_names,
+)
 from export.triton_config import config_files, write_configs
 
 DESCRIPTION = """\
@@ -80,8 +87,9 @@ def describe(outcome: ExportOutcome) -> str:
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.models == ["configs"]:
-        every: list[ModelSpec | GraphSpec] = [*MODELS.values(), *GRAPHS.values()]
-        for path in write_configs(args.repository, config_files(every, ENSEMBLES.values())):
+        every: list[ExportSpec] = [*MODELS.values(), *GRAPHS.values(), *PACKAGED.values()]
+        files = config_files(every, ENSEMBLES.values(), PYTHON_MODELS.values())
+        for path in write_configs(args.repository, files):
             print(f"wrote {path}")
         return 0
     if args.tiny and args.weights not in ("auto", "synthetic"):

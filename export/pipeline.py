@@ -6,11 +6,13 @@ A model is only installed after it has matched its references; re-running with n
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
+import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,12 @@ from tqdm import tqdm
 from export.errors import ExportError
 from export.graphs import GraphSpec
 from export.manifest import Manifest, read_manifest, tool_versions, write_manifest
+from export.packaged import (
+    PackagedOnnxSpec,
+    locate_packaged_file,
+    packaged_opset,
+    validate_packaged,
+)
 from export.samples import to_nchw_float
 from export.spec import Array, ModelSpec, WeightKind
 from export.validate import (
@@ -104,15 +112,33 @@ def load_model(
     """Stage 1: the architecture with its weights, loaded strictly."""
     model = spec.build_tiny() if options.tiny else spec.build()
     weights = load_weights(spec, kind, options.weights_dir, model)
+    if kind == "synthetic" and spec.synthetic_adjust is not None:
+        weights = dataclasses.replace(
+            weights,
+            state_dict=spec.synthetic_adjust(weights.state_dict),
+            detail=f"{weights.detail}; rescaled by the spec to the architecture's init scale",
+        )
     return load_strict(model, weights, spec.name), weights
 
 
 @contextlib.contextmanager
-def patch_model(model: nn.Module) -> Iterator[nn.Module]:
+def patch_model(
+    model: nn.Module, patch: Callable[[nn.Module], nn.Module] | None = None
+) -> Iterator[nn.Module]:
     """Stage 2: tracing fixes live here, so specs stay declarative. The SR models trace as they
-    are; models that need fixes (fixed noise buffers, static branches) add them in this stage."""
+    are; a spec whose model needs a fix (e.g. keeping one output of several) names it as its
+    `patch`, applied here to the loaded model."""
     with torch.no_grad():
-        yield model
+        yield model if patch is None else patch(model).eval()
+
+
+def model_input(spec: ModelSpec, image: Array) -> Array:
+    """HWC uint8 photo → 1×3×H×W float32 in the spec's `input_range`."""
+    tensor = to_nchw_float(image)
+    low, high = spec.input_range
+    if (low, high) == (0.0, 1.0):
+        return tensor
+    return np.ascontiguousarray(tensor * np.float32(high - low) + np.float32(low))
 
 
 def export_onnx(spec: ModelSpec, model: nn.Module, sample: Array, path: Path) -> None:
@@ -142,8 +168,8 @@ def validate_model(
     dynamic batch axis Triton relies on is exercised), then the independent reference."""
     session = open_session(path)
     check_names(session, spec.inputs, spec.outputs, spec.name)
-    image = spec.sample()
-    batch = np.concatenate([to_nchw_float(image), to_nchw_float(image[::-1].copy())])
+    image = spec.sample_for(tiny)
+    batch = np.concatenate([model_input(spec, image), model_input(spec, image[::-1].copy())])
     with torch.no_grad():
         expected = model(torch.from_numpy(batch)).numpy()
     output = spec.outputs[0].name
@@ -201,9 +227,9 @@ def export_model(spec: ModelSpec, options: ExportOptions) -> ExportOutcome:
         bar.set_postfix_str(f"weights={kind}")
         model, weights = load_model(spec, kind, options)
         bar.update()
-        with patch_model(model) as patched:
+        with patch_model(model, spec.patch) as patched:
             bar.update()
-            export_onnx(spec, patched, to_nchw_float(spec.sample()), built)
+            export_onnx(spec, patched, model_input(spec, spec.sample_for(options.tiny)), built)
             bar.update()
             checks = validate_model(spec, patched, built, kind, options.tiny)
             bar.update()
@@ -274,10 +300,52 @@ def export_graph(spec: GraphSpec, options: ExportOptions) -> ExportOutcome:
     return ExportOutcome(spec.name, False, "none", path, tuple(checks))
 
 
-def export_any(spec: ModelSpec | GraphSpec, options: ExportOptions) -> ExportOutcome:
+def export_packaged(spec: PackagedOnnxSpec, options: ExportOptions) -> ExportOutcome:
+    """An ONNX file a registry package ships: copied unchanged (its sha256 pinned), checked
+    against the package's own session, then installed. The package is its only source, so
+    the weights mode does not apply."""
+    source = locate_packaged_file(spec)
+    files = (SourceFile(spec.source, spec.sha256),)
+    model_dir = options.repository / spec.name
+    expected = fingerprint(spec.name, "package", "package", files)
+    if not options.force and is_up_to_date(model_dir, expected):
+        return ExportOutcome(spec.name, True, "package", model_dir / "manifest.json", ())
+    with tempfile.TemporaryDirectory(prefix=f"facet-{spec.name}-") as tmp:
+        built = Path(tmp) / MODEL_FILE
+        shutil.copyfile(source, built)
+        checks = validate_packaged(spec, built)
+        opset, producer = packaged_opset(built)
+        manifest = Manifest(
+            model=spec.name,
+            description=spec.description,
+            variant="package",
+            weights_kind="package",
+            weights_licence=spec.licence,
+            weights_detail=f"{spec.file} of the '{spec.distribution}' {spec.version} package, "
+            "copied unchanged",
+            weights_files=list(files),
+            onnx_file=f"{VERSION}/{MODEL_FILE}",
+            onnx_sha256=sha256_of(built),
+            opset=opset,
+            opset_reason=f"as shipped by {spec.distribution} (written by {producer}); "
+            "copied, not re-exported",
+            validation=checks,
+            fingerprint=expected,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            tools=tool_versions(),
+        )
+        path = install(model_dir, built, manifest)
+    return ExportOutcome(spec.name, False, "package", path, tuple(checks))
+
+
+def export_any(
+    spec: ModelSpec | GraphSpec | PackagedOnnxSpec, options: ExportOptions
+) -> ExportOutcome:
     try:
         if isinstance(spec, GraphSpec):
             return export_graph(spec, options)
+        if isinstance(spec, PackagedOnnxSpec):
+            return export_packaged(spec, options)
         return export_model(spec, options)
     except ExportError:
         raise

@@ -6,29 +6,58 @@ from collections.abc import Iterable
 
 from export.ensembles import ENSEMBLES
 from export.graphs import GRAPHS, GraphSpec
+from export.models.gfpgan import GFPGAN_V1_4
+from export.models.mtcnn import FACE_DETECT_MTCNN, MTCNN_NETS
 from export.models.realesrgan import REALESR_GENERAL_X4V3, REALESRGAN_X4PLUS
+from export.packaged import PackagedOnnxSpec
 from export.spec import ModelSpec
+from export.triton_config import PythonModelSpec
 
-MODELS: dict[str, ModelSpec] = {s.name: s for s in (REALESRGAN_X4PLUS, REALESR_GENERAL_X4V3)}
+MODELS: dict[str, ModelSpec] = {
+    s.name: s for s in (REALESRGAN_X4PLUS, REALESR_GENERAL_X4V3, GFPGAN_V1_4)
+}
+
+# ONNX files that registry packages ship, installed unchanged.
+PACKAGED: dict[str, PackagedOnnxSpec] = {s.name: s for s in MTCNN_NETS}
+# Python-backend models committed as source (<name>/1/model.py): nothing to export; naming one
+# installs the models it calls.
+PYTHON_MODELS: dict[str, PythonModelSpec] = {FACE_DETECT_MTCNN.name: FACE_DETECT_MTCNN}
+
+ExportSpec = ModelSpec | GraphSpec | PackagedOnnxSpec
 
 
 def known_names() -> list[str]:
-    return [*MODELS, *GRAPHS]
+    return [*MODELS, *GRAPHS, *PACKAGED, *PYTHON_MODELS]
 
 
-def expand(names: Iterable[str]) -> list[ModelSpec | GraphSpec]:
+def _exportable(name: str) -> ExportSpec:
+    return MODELS[name] if name in MODELS else GRAPHS.get(name) or PACKAGED[name]
+
+
+def expand(names: Iterable[str]) -> list[ExportSpec]:
     """Resolve `all` and add what each model requires (its ensemble steps), in install order."""
     wanted = known_names() if "all" in names else list(names)
-    unknown = [n for n in wanted if n not in MODELS and n not in GRAPHS]
+    unknown = [n for n in wanted if n not in known_names()]
     if unknown:
         raise KeyError(f"unknown model(s) {unknown}; known: {known_names()}")
     ordered: list[str] = []
     for name in wanted:
-        requires = MODELS[name].requires if name in MODELS else ()
-        for item in (*requires, name):
+        if name in PYTHON_MODELS:
+            items: tuple[str, ...] = PYTHON_MODELS[name].requires
+        else:
+            items = (*(MODELS[name].requires if name in MODELS else ()), name)
+        for item in items:
             if item not in ordered:
                 ordered.append(item)
-    return [MODELS[n] if n in MODELS else GRAPHS[n] for n in ordered]
+    return [_exportable(n) for n in ordered]
 
 
-__all__ = ["ENSEMBLES", "GRAPHS", "MODELS", "expand", "known_names"]
+__all__ = [
+    "ENSEMBLES",
+    "GRAPHS",
+    "MODELS",
+    "PACKAGED",
+    "PYTHON_MODELS",
+    "expand",
+    "known_names",
+]

@@ -107,6 +107,25 @@ class ModelSpec:
     requires: tuple[str, ...] = ()
     synthetic_licence: str = "n/a (seeded random weights, not a trained model)"
     extra: Mapping[str, str] = field(default_factory=dict)
+    # The float range a uint8 photo maps to at the model's input (uint8 0 → lo, 255 → hi); the
+    # export and its validation feed the sample photo in this range.
+    input_range: tuple[float, float] = (0.0, 1.0)
+    # Applied to the loaded model in the patch stage, before tracing: tracing fixes that need a
+    # wrapper (e.g. keep the one output that is served of a forward that returns several).
+    patch: Callable[[nn.Module], nn.Module] | None = None
+    # The sample for the tiny variant when its fixed input size differs from the full model's
+    # (fixed-size models such as GFPGAN); None: `sample` serves both.
+    tiny_sample: Callable[[], Array] | None = None
+    # Rescales the generic seeded synthetic weights where they would not exercise the model
+    # (e.g. a 14-block U-Net at 0.1× Kaiming scale passes nothing of its input on); applied
+    # to synthetic weights only, deterministically.
+    synthetic_adjust: Callable[[StateDict], StateDict] | None = None
+
+    def sample_for(self, tiny: bool) -> Array:
+        """The validation photo at the input size of the variant being exported."""
+        if tiny and self.tiny_sample is not None:
+            return self.tiny_sample()
+        return self.sample()
 
     @property
     def dynamic_axes(self) -> dict[str, dict[int, str]]:

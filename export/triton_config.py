@@ -14,6 +14,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export.graphs import GraphSpec
+from export.packaged import PackagedOnnxSpec
 from export.spec import Batching, ModelSpec, TensorSpec
 
 CPU_BACKEND = "facet_ort"
@@ -24,7 +25,9 @@ HEADER = (
 )
 TRT_ENGINE_CACHE = "/models_cache/trt"
 
-AnySpec = ModelSpec | GraphSpec
+PYTHON_BACKEND = "python"
+
+AnySpec = ModelSpec | GraphSpec | PackagedOnnxSpec
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,24 @@ class EnsembleSpec:
     steps: tuple[EnsembleStep, ...]
 
 
+@dataclass(frozen=True)
+class PythonModelSpec:
+    """A model whose code is committed as `<name>/1/model.py` and run by Triton's Python
+    backend (e.g. a BLS pipeline that calls other models). Unbatched: one request, one image."""
+
+    name: str
+    description: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    optional_inputs: tuple[str, ...] = ()
+    # Read by model.py at start-up; also documents the model's conventions to clients.
+    parameters: tuple[tuple[str, str], ...] = ()
+    instances: int = 1
+    max_queue_size: int = 16
+    # The models it calls: they must be in the repository too.
+    requires: tuple[str, ...] = ()
+
+
 def _tensors(specs: Iterable[TensorSpec], kind: type) -> list:  # type: ignore[type-arg]
     return [
         kind(name=t.name, data_type=mc.DataType.Value(t.dtype), dims=list(t.dims)) for t in specs
@@ -51,11 +72,15 @@ def _tensors(specs: Iterable[TensorSpec], kind: type) -> list:  # type: ignore[t
 
 
 def _dynamic_batching(batching: Batching) -> mc.ModelDynamicBatching:
-    return mc.ModelDynamicBatching(
+    config = mc.ModelDynamicBatching(
         preferred_batch_size=list(batching.preferred_batch_sizes),
         max_queue_delay_microseconds=batching.max_queue_delay_us,
-        default_queue_policy=mc.ModelQueuePolicy(max_queue_size=batching.max_queue_size),
     )
+    # 0: no queue policy at all (for models only reached through a caller that bounds its own
+    # queue; see export/models/mtcnn.py for why such a model leaves it out).
+    if batching.max_queue_size > 0:
+        config.default_queue_policy.max_queue_size = batching.max_queue_size
+    return config
 
 
 def _base(spec: AnySpec) -> mc.ModelConfig:
@@ -100,8 +125,9 @@ def render_gpu_ort_trt(spec: AnySpec) -> mc.ModelConfig:
 
 
 def render_gpu_trt_plan(spec: AnySpec) -> mc.ModelConfig:
-    """NGC image with a prebuilt TensorRT plan; pre/post graphs stay on onnxruntime (GPU)."""
-    if isinstance(spec, GraphSpec):
+    """NGC image with a prebuilt TensorRT plan; pre/post graphs and files shipped by packages
+    (no plan is built for them) stay on onnxruntime (GPU)."""
+    if not isinstance(spec, ModelSpec):
         return render_gpu_ort_trt(spec)
     config = _base(spec)
     config.platform = "tensorrt_plan"
@@ -130,6 +156,29 @@ def render_ensemble(spec: EnsembleSpec) -> mc.ModelConfig:
     )
 
 
+def render_python(spec: PythonModelSpec) -> mc.ModelConfig:
+    """Python-backend model on CPU instances (on the NGC image too: its work is numpy and the
+    models it calls); the queue is bounded like every other CPU model's."""
+    config = mc.ModelConfig(
+        name=spec.name,
+        backend=PYTHON_BACKEND,
+        max_batch_size=0,
+        input=_tensors(spec.inputs, mc.ModelInput),
+        output=_tensors(spec.outputs, mc.ModelOutput),
+        instance_group=[
+            mc.ModelInstanceGroup(count=spec.instances, kind=mc.ModelInstanceGroup.KIND_CPU)
+        ],
+        dynamic_batching=mc.ModelDynamicBatching(
+            default_queue_policy=mc.ModelQueuePolicy(max_queue_size=spec.max_queue_size)
+        ),
+    )
+    for tensor in config.input:
+        tensor.optional = tensor.name in spec.optional_inputs
+    for key, value in spec.parameters:
+        config.parameters[key].string_value = value
+    return config
+
+
 def to_text(config: mc.ModelConfig) -> str:
     return HEADER + str(text_format.MessageToString(config))
 
@@ -140,7 +189,9 @@ def parse_config(path: Path) -> mc.ModelConfig:
 
 
 def config_files(
-    specs: Iterable[AnySpec], ensembles: Iterable[EnsembleSpec]
+    specs: Iterable[AnySpec],
+    ensembles: Iterable[EnsembleSpec],
+    python_models: Iterable[PythonModelSpec] = (),
 ) -> dict[Path, mc.ModelConfig]:
     """Every committed config, keyed by its path relative to the repository root."""
     files: dict[Path, mc.ModelConfig] = {}
@@ -150,6 +201,8 @@ def config_files(
         files[Path(spec.name, "configs", f"{GPU_TRT_PLAN}.pbtxt")] = render_gpu_trt_plan(spec)
     for ensemble in ensembles:
         files[Path(ensemble.name, "config.pbtxt")] = render_ensemble(ensemble)
+    for model in python_models:
+        files[Path(model.name, "config.pbtxt")] = render_python(model)
     return files
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from gateway import __version__
 from gateway.errors import FacetError, PayloadTooLarge
 from gateway.observability import GatewayMetrics
-from gateway.routes import system, upscale
+from gateway.routes import restore, system, upscale
 from gateway.services import start_services
 from gateway.settings import Settings
 
@@ -102,4 +102,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(system.router)
     app.include_router(upscale.router)
+    app.include_router(restore.router)
     return app

@@ -8,10 +8,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from gateway.faces.service import RestoreService
+from gateway.jobs.batch_job import BatchRestoreJob
 from gateway.jobs.queue import JobQueue, build_huey
 from gateway.jobs.recovery import recover_jobs
-from gateway.jobs.runner import UpscaleJobRunner
+from gateway.jobs.runner import JobHandler, JobRunner
 from gateway.jobs.store import JobStore
+from gateway.jobs.upscale_job import UpscaleJob
 from gateway.manifests import ModelInfo, read_model_info
 from gateway.observability import GatewayMetrics
 from gateway.pipelines.triton_upscaler import TritonTileUpscaler
@@ -32,8 +35,10 @@ class Services:
     store: JobStore
     files: FileStore
     queue: JobQueue
-    runner: UpscaleJobRunner
+    upscale_job: UpscaleJob
     upscaler: TritonTileUpscaler
+    faces: RestoreService
+    restore_slots: asyncio.Semaphore
     limiter: RateLimiter
     metrics: GatewayMetrics
     started_at: float = field(default_factory=time.time)
@@ -78,7 +83,13 @@ async def start_services(settings: Settings, metrics: GatewayMetrics) -> Service
     store = JobStore(settings.database_path)
     files = FileStore(settings.uploads_dir, settings.results_dir)
     upscaler = TritonTileUpscaler(triton, settings.upscale_model)
-    runner = UpscaleJobRunner(settings, store, files, upscaler, asyncio.get_running_loop())
+    faces = RestoreService(settings, triton, upscaler)
+    upscale_job = UpscaleJob(settings, store, files, upscaler, faces)
+    handlers: dict[str, JobHandler] = {
+        "upscale": upscale_job,
+        "batch": BatchRestoreJob(settings, store, files, faces),
+    }
+    runner = JobRunner(store, files, handlers, asyncio.get_running_loop(), settings.job_attempts)
     queue = JobQueue(build_huey(settings), runner.handle)
     runner.set_requeue(queue.enqueue)
     limiter = RateLimiter(
@@ -89,7 +100,19 @@ async def start_services(settings: Settings, metrics: GatewayMetrics) -> Service
         }
     )
     metrics.watch_jobs(store)
-    services = Services(settings, triton, store, files, queue, runner, upscaler, limiter, metrics)
+    services = Services(
+        settings,
+        triton,
+        store,
+        files,
+        queue,
+        upscale_job,
+        upscaler,
+        faces,
+        asyncio.Semaphore(settings.restore_concurrency),
+        limiter,
+        metrics,
+    )
     report = recover_jobs(store, queue, settings.job_attempts)
     if report.requeued or report.failed or report.re_enqueued:
         log.warning("recovered jobs after restart: %s", report)

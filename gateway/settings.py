@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     pre_pad: int = 10
     tile_batch: int = 4
 
+    # Face restoration and fetching image_urls (/batch)
+    restore_concurrency: int = Field(default=2, ge=1, description="/restore calls at once")
+    batch_max_urls: int = Field(default=20, ge=1)
+    fetch_timeout_s: float = Field(default=20.0, gt=0)
+    fetch_max_redirects: int = Field(default=3, ge=0)
+    fetch_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="TESTS ONLY: exact host:port pairs exempt from the public-address check",
+    )
+
     # Jobs and results
     data_dir: Path = Path("run/gateway")
     job_workers: int = Field(default=1, ge=1, description="jobs processed at once")

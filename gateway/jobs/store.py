@@ -38,10 +38,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     started_at REAL,
     completed_at REAL,
-    processing_time REAL
+    processing_time REAL,
+    outcome TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 """
+# Columns added after the first release: added in place to databases created before them.
+LATER_COLUMNS = {"outcome": "TEXT"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class Job:
     started_at: float | None
     completed_at: float | None
     processing_time: float | None
+    # Per-kind details of the result (e.g. a batch's per-URL outcomes), JSON in the database.
+    outcome: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,13 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._add_later_columns()
+
+    def _add_later_columns(self) -> None:
+        present = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, kind in LATER_COLUMNS.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -128,6 +140,10 @@ class JobStore:
             claimed = cur.rowcount == 1
         return self.get(job_id) if claimed else None
 
+    def set_outcome(self, job_id: str, outcome: dict[str, Any]) -> None:
+        with self._cursor() as cur:
+            cur.execute("UPDATE jobs SET outcome = ? WHERE id = ?", (json.dumps(outcome), job_id))
+
     def set_progress(self, job_id: str, percent: int) -> None:
         with self._cursor() as cur:
             cur.execute(
@@ -135,7 +151,9 @@ class JobStore:
                 (max(0, min(99, percent)), job_id),
             )
 
-    def complete(self, job_id: str, result_id: str, result_path: str, media_type: str) -> bool:
+    def complete(
+        self, job_id: str, result_id: str | None, result_path: str | None, media_type: str | None
+    ) -> bool:
         now = time.time()
         with self._cursor() as cur:
             cur.execute(
@@ -224,4 +242,5 @@ class JobStore:
 def _to_job(row: sqlite3.Row) -> Job:
     data = dict(row)
     data["parameters"] = json.loads(data["parameters"])
+    data["outcome"] = json.loads(data["outcome"]) if data.get("outcome") else None
     return Job(**data)

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from gateway.errors import BadRequest, ModelNotReady, NotFound, Overloaded, PayloadTooLarge
+from gateway.faces.service import RestoreOptions
 from gateway.imageio import decode_upload
 from gateway.jobs.store import Job
 from gateway.manifests import SYNTHETIC_WARNING
@@ -71,16 +72,18 @@ async def submit_upscale(
     face_enhance: Annotated[bool, Form(description="restore faces too")] = False,
 ) -> UpscaleAccepted:
     services = services_of(request)
-    _check_parameters(scale, face_enhance)
-    data = await _read_limited(file, services.settings.max_upload_bytes)
+    _check_parameters(services, scale, face_enhance)
+    data = await read_limited(file, services.settings.max_upload_bytes)
     decoded = await asyncio.to_thread(decode_upload, data, services.settings)
     await _check_capacity(services)
+    if face_enhance:
+        await services.faces.check_ready(RestoreOptions(upscale=scale, background_enhance=True))
     path = await asyncio.to_thread(services.files.save_upload, data)
     job = await asyncio.to_thread(
         services.store.create,
         "upscale",
         {"scale": scale, "face_enhance": face_enhance, "model": services.settings.upscale_model},
-        _safe_filename(file.filename),
+        safe_filename(file.filename),
         str(path),
     )
     services.queue.enqueue(job.id)
@@ -94,17 +97,17 @@ async def submit_upscale(
     )
 
 
-def _check_parameters(scale: int, face_enhance: bool) -> None:
+def _check_parameters(services: Services, scale: int, face_enhance: bool) -> None:
     if scale not in (2, 4):
         raise BadRequest(f"scale must be 2 or 4, got {scale}")
-    if face_enhance:
+    if face_enhance and not services.faces.installed_versions():
         raise BadRequest(
             f"face_enhance needs the face restoration model '{FACE_MODEL}', which is not "
             "installed on this server; send face_enhance=false"
         )
 
 
-async def _read_limited(file: UploadFile, limit: int) -> bytes:
+async def read_limited(file: UploadFile, limit: int) -> bytes:
     chunks, size = [], 0
     while chunk := await file.read(READ_CHUNK):
         size += len(chunk)
@@ -122,14 +125,14 @@ async def _check_capacity(services: Services) -> None:
         raise ModelNotReady(services.upscaler.ensemble)
 
 
-def _safe_filename(name: str | None) -> str:
+def safe_filename(name: str | None) -> str:
     """Kept only to be echoed back; never used as a path."""
     cleaned = (name or "upload").replace("\\", "/").rsplit("/", 1)[-1]
     return "".join(ch for ch in cleaned if ch.isprintable())[:255] or "upload"
 
 
 def _estimate(services: Services, pixels: int) -> str:
-    per_pixel = services.runner.seconds_per_pixel() or DEFAULT_SECONDS_PER_PIXEL
+    per_pixel = services.upscale_job.seconds_per_pixel() or DEFAULT_SECONDS_PER_PIXEL
     ahead = services.store.count_active()
     seconds = per_pixel * pixels
     low = max(1, round(seconds * 0.75))

@@ -1,0 +1,104 @@
+"""Face restoration as the gateway offers it: which versions are installed, readiness, and one
+call that runs the pipeline with Real-ESRGAN as the optional background enhancer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.errors import BadRequest, ModelNotReady
+from gateway.faces.restore_pipeline import RestoreOutcome, restore_image
+from gateway.faces.triton_sessions import (
+    DETECTORS,
+    RESTORERS,
+    TritonFaceDetector,
+    TritonFaceRestorer,
+)
+from gateway.manifests import ModelInfo, read_model_info
+from gateway.pipelines.triton_upscaler import TritonTileUpscaler
+from gateway.pipelines.upscale import UpscaleOptions, upscale_image
+from gateway.settings import Settings
+from gateway.triton_client import TritonClient
+
+Image = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    version: str = "1.4"
+    upscale: int = 2
+    weight: float = 0.5
+    only_center_face: bool = False
+    background_enhance: bool = False
+    detector: str = "mtcnn"
+    min_score: float = 0.9
+
+
+class RestoreService:
+    def __init__(
+        self, settings: Settings, client: TritonClient, upscaler: TritonTileUpscaler
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._upscaler = upscaler
+
+    def models(self) -> dict[str, ModelInfo]:
+        names = [*RESTORERS.values(), *DETECTORS.values()]
+        return {name: read_model_info(self._settings.model_repository, name) for name in names}
+
+    def installed_versions(self) -> list[str]:
+        repository = self._settings.model_repository
+        return [v for v, m in RESTORERS.items() if read_model_info(repository, m).installed]
+
+    def check_options(self, options: RestoreOptions) -> None:
+        """400 for what the client chose wrongly, naming what would have been accepted."""
+        versions = self.installed_versions()
+        if options.version not in versions:
+            raise BadRequest(
+                f"version '{options.version}' is not installed; installed: {versions or 'none'}"
+            )
+        if options.detector not in DETECTORS:
+            raise BadRequest(f"face_detector_model must be one of {sorted(DETECTORS)}")
+        if not 1 <= options.upscale <= 4:
+            raise BadRequest("upscale must be between 1 and 4")
+        if not 0.0 <= options.weight <= 1.0:
+            raise BadRequest("weight must be between 0 and 1")
+        if not 0.0 < options.min_score <= 1.0:
+            raise BadRequest("face_detector_score must be in (0, 1]")
+
+    async def check_ready(self, options: RestoreOptions) -> None:
+        restorer = TritonFaceRestorer(self._client, RESTORERS[options.version])
+        for model in (restorer.ensemble, DETECTORS[options.detector]):
+            if not await self._client.is_model_ready(model):
+                raise ModelNotReady(model)
+        if options.background_enhance and not await self._client.is_model_ready(
+            self._upscaler.ensemble
+        ):
+            raise ModelNotReady(self._upscaler.ensemble)
+
+    async def restore(self, rgb: Image, options: RestoreOptions) -> RestoreOutcome:
+        return await restore_image(
+            rgb,
+            TritonFaceDetector(self._client, DETECTORS[options.detector]),
+            TritonFaceRestorer(self._client, RESTORERS[options.version]),
+            weight=options.weight,
+            upscale=options.upscale,
+            background=self._enhance_background if options.background_enhance else None,
+            only_center_face=options.only_center_face,
+            min_score=options.min_score,
+        )
+
+    async def _enhance_background(self, rgb: Image, factor: int) -> Image:
+        # The ×4 network (then an area resize for ×2); other factors are resized by the caller.
+        options = UpscaleOptions.from_settings(self._settings, outscale=2 if factor <= 2 else 4)
+        upscaled, _ = await upscale_image(rgb, None, self._upscaler, options)
+        return upscaled
+
+    def synthetic_models(self, options: RestoreOptions) -> list[str]:
+        names = [RESTORERS[options.version], DETECTORS[options.detector]]
+        if options.background_enhance:
+            names.append(self._settings.upscale_model)
+        repository = self._settings.model_repository
+        return [n for n in names if read_model_info(repository, n).synthetic]

@@ -1,0 +1,76 @@
+"""The `batch` job: fetch each URL safely, restore its faces, keep each result; every URL's
+outcome is recorded as it finishes, and one URL's failure never fails the batch."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Any
+
+from gateway.errors import FacetError, JobCancelled
+from gateway.faces.service import RestoreOptions, RestoreService
+from gateway.fetch import FetchPolicy, fetch_image
+from gateway.imageio import decode_upload, output_format_for
+from gateway.jobs.restorations import store_restoration
+from gateway.jobs.store import Job, JobStore
+from gateway.settings import Settings
+from gateway.storage import FileStore
+
+
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    return FetchPolicy(
+        max_bytes=settings.max_upload_bytes,
+        timeout_s=settings.fetch_timeout_s,
+        max_redirects=settings.fetch_max_redirects,
+        allow_hosts=frozenset(settings.fetch_allow_hosts),
+    )
+
+
+class BatchRestoreJob:
+    def __init__(
+        self, settings: Settings, store: JobStore, files: FileStore, faces: RestoreService
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._files = files
+        self._faces = faces
+        self._policy = fetch_policy(settings)
+
+    async def __call__(self, job: Job) -> None:
+        urls: list[str] = list(job.parameters["image_urls"])
+        options = RestoreOptions(**job.parameters["settings"])
+        results: list[dict[str, Any]] = []
+        for index, url in enumerate(urls):
+            if await asyncio.to_thread(self._store.status_of, job.id) != "processing":
+                raise JobCancelled("batch cancelled")
+            results.append(await self._restore_one(url, options))
+            await asyncio.to_thread(self._store.set_outcome, job.id, {"results": results})
+            await asyncio.to_thread(
+                self._store.set_progress, job.id, int(99 * (index + 1) / len(urls))
+            )
+        await asyncio.to_thread(self._store.complete, job.id, None, None, None)
+
+    async def _restore_one(self, url: str, options: RestoreOptions) -> dict[str, Any]:
+        try:
+            data = await fetch_image(url, self._policy)
+            decoded = await asyncio.to_thread(decode_upload, data, self._settings)
+            outcome = await self._faces.restore(decoded.rgb, options)
+            fmt = output_format_for(decoded, outscale=options.upscale)
+            restored = await asyncio.to_thread(
+                store_restoration,
+                self._store,
+                self._files,
+                outcome.image,
+                fmt,
+                asdict(options),
+                url.rsplit("/", 1)[-1][:255] or "image",
+            )
+        except FacetError as exc:
+            return {"url": url, "status": "failed", "error": exc.detail}
+        return {
+            "url": url,
+            "status": "completed",
+            "restoration_id": restored.id,
+            "download_url": f"/download/{restored.id}",
+            "faces_restored": outcome.restored_count,
+        }

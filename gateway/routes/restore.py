@@ -1,0 +1,233 @@
+"""The GFPGAN restoration API, field for field as its users already call it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from gateway.errors import BadRequest, NotFound, Overloaded
+from gateway.faces.service import RestoreOptions
+from gateway.imageio import decode_upload, output_format_for
+from gateway.jobs.restorations import store_restoration
+from gateway.jobs.store import Job
+from gateway.manifests import SYNTHETIC_WARNING
+from gateway.quality import analysis_block, compare_images
+from gateway.routes.deps import rate_limited, services_of
+from gateway.routes.upscale import read_limited, safe_filename
+
+router = APIRouter()
+AVAILABLE_METRICS = ("psnr", "ssim")
+# Needs models this server does not run; asked for, they are refused with the list above.
+UNAVAILABLE_METRICS = ("lpips", "dists", "arcface_similarity", "niqe", "brisque")
+# A batch item restores a whole photo: detection, up to 20 faces and the background.
+ESTIMATED_SECONDS_PER_URL = 30
+
+
+class RestoreResponse(BaseModel):
+    status: str
+    restoration_id: str
+    original_size: tuple[int, int]
+    restored_size: tuple[int, int]
+    processing_time: float
+    download_url: str
+    faces_detected: int
+    faces_restored: int
+    warning: str | None = None
+
+
+class BatchSettings(BaseModel):
+    version: str = "1.4"
+    upscale: int = 2
+    background_enhance: bool = False
+    weight: float = 0.5
+    only_center_face: bool = False
+
+
+class BatchRequest(BaseModel):
+    image_urls: list[str] = Field(min_length=1)
+    settings: BatchSettings = Field(default_factory=BatchSettings)
+
+
+class BatchAccepted(BaseModel):
+    status: str
+    batch_id: str
+    estimated_completion: str
+    status_url: str
+
+
+@router.post(
+    "/restore",
+    response_model=RestoreResponse,
+    response_model_exclude_none=True,
+    dependencies=[Depends(rate_limited("other"))],
+    responses={400: {}, 413: {}, 415: {}, 503: {}},
+)
+async def restore(
+    request: Request,
+    file: Annotated[UploadFile, File(description="JPEG, PNG or WebP, at most 15 MB")],
+    version: Annotated[str, Form(description="GFPGAN version; installed ones only")] = "1.4",
+    upscale: Annotated[int, Form(description="final upscale of the whole image, 1-4")] = 2,
+    weight: Annotated[float, Form(description="restored vs original face blend, 0-1")] = 0.5,
+    only_center_face: Annotated[bool, Form()] = False,
+    background_enhance: Annotated[bool, Form(description="Real-ESRGAN background")] = False,
+    face_detector_model: Annotated[str, Form()] = "mtcnn",
+    face_detector_score: Annotated[float, Form()] = 0.9,
+) -> RestoreResponse:
+    services = services_of(request)
+    options = RestoreOptions(
+        version=version,
+        upscale=upscale,
+        weight=weight,
+        only_center_face=only_center_face,
+        background_enhance=background_enhance,
+        detector=face_detector_model,
+        min_score=face_detector_score,
+    )
+    services.faces.check_options(options)
+    data = await read_limited(file, services.settings.max_upload_bytes)
+    decoded = await asyncio.to_thread(decode_upload, data, services.settings)
+    await services.faces.check_ready(options)
+    if services.restore_slots.locked():
+        raise Overloaded("all restoration slots are busy; try again shortly", retry_after=5)
+    started = time.monotonic()
+    async with services.restore_slots:
+        outcome = await services.faces.restore(decoded.rgb, options)
+    fmt = output_format_for(decoded, outscale=upscale)
+    job = await asyncio.to_thread(
+        store_restoration,
+        services.store,
+        services.files,
+        outcome.image,
+        fmt,
+        asdict(options),
+        safe_filename(file.filename),
+    )
+    height, width = decoded.rgb.shape[:2]
+    out_height, out_width = outcome.image.shape[:2]
+    synthetic = services.faces.synthetic_models(options)
+    return RestoreResponse(
+        status="success",
+        restoration_id=job.id,
+        original_size=(width, height),
+        restored_size=(out_width, out_height),
+        processing_time=round(time.monotonic() - started, 3),
+        download_url=f"/download/{job.id}",
+        faces_detected=outcome.detected_count,
+        faces_restored=outcome.restored_count,
+        warning=f"{', '.join(synthetic)}: {SYNTHETIC_WARNING}" if synthetic else None,
+    )
+
+
+@router.get("/download/{restoration_id}", response_class=FileResponse, responses={404: {}})
+async def download(restoration_id: str, request: Request) -> FileResponse:
+    services = services_of(request)
+    job = await asyncio.to_thread(services.store.get, restoration_id)
+    if (
+        job is None
+        or job.kind != "restore"
+        or job.result_path is None
+        or not Path(job.result_path).is_file()
+    ):
+        raise NotFound("Restoration not found or expired")
+    extension = job.result_path.rsplit(".", 1)[-1]
+    stem = job.original_filename.rsplit(".", 1)[0]
+    return FileResponse(
+        job.result_path, media_type=job.result_media_type, filename=f"{stem}_restored.{extension}"
+    )
+
+
+@router.post(
+    "/batch",
+    response_model=BatchAccepted,
+    dependencies=[Depends(rate_limited("other"))],
+    responses={400: {}, 503: {}},
+)
+async def submit_batch(body: BatchRequest, request: Request) -> BatchAccepted:
+    services = services_of(request)
+    if len(body.image_urls) > services.settings.batch_max_urls:
+        raise BadRequest(f"at most {services.settings.batch_max_urls} image_urls per batch")
+    options = RestoreOptions(**body.settings.model_dump())
+    services.faces.check_options(options)
+    await services.faces.check_ready(options)
+    if await asyncio.to_thread(services.store.count_active) >= services.settings.max_pending_jobs:
+        raise Overloaded("too many jobs are waiting; try again shortly", retry_after=30)
+    parameters = {"image_urls": body.image_urls, "settings": asdict(options)}
+    job = await asyncio.to_thread(services.store.create, "batch", parameters, "batch", "")
+    services.queue.enqueue(job.id)
+    finish = datetime.now(UTC) + timedelta(seconds=ESTIMATED_SECONDS_PER_URL * len(body.image_urls))
+    return BatchAccepted(
+        status="accepted",
+        batch_id=job.id,
+        estimated_completion=finish.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        status_url=f"/batch/{job.id}/status",
+    )
+
+
+@router.get(
+    "/batch/{batch_id}/status",
+    dependencies=[Depends(rate_limited("status"))],
+    responses={404: {}},
+)
+async def batch_status(batch_id: str, request: Request) -> dict[str, Any]:
+    services = services_of(request)
+    job = await asyncio.to_thread(services.store.get, batch_id)
+    if job is None or job.kind != "batch":
+        raise NotFound("Batch not found")
+    return describe_batch(job)
+
+
+def describe_batch(job: Job) -> dict[str, Any]:
+    results: list[dict[str, Any]] = (job.outcome or {}).get("results", [])
+    done = {r["url"] for r in results}
+    pending = [
+        {"url": url, "status": "pending"} for url in job.parameters["image_urls"] if url not in done
+    ]
+    return {
+        "batch_id": job.id,
+        "status": job.status,
+        "progress": job.progress,
+        "total": len(job.parameters["image_urls"]),
+        "completed": sum(r["status"] == "completed" for r in results),
+        "failed": sum(r["status"] == "failed" for r in results),
+        "results": results + pending,
+        "error": job.error,
+        "created_at": job.created_at,
+        "completed_at": job.completed_at,
+    }
+
+
+@router.post("/metrics", dependencies=[Depends(rate_limited("other"))], responses={400: {}})
+async def quality_metrics(
+    request: Request,
+    original: Annotated[UploadFile, File()],
+    restored: Annotated[UploadFile, File()],
+    metrics: Annotated[list[str] | None, Form(alias="metrics[]")] = None,
+) -> dict[str, Any]:
+    """PSNR and SSIM of `restored` against `original`, and the seed's `analysis` block."""
+    services = services_of(request)
+    wanted = [m.lower() for m in metrics] if metrics else list(AVAILABLE_METRICS)
+    missing = [m for m in wanted if m not in AVAILABLE_METRICS]
+    if missing:
+        raise BadRequest(
+            f"metrics {missing} are not available on this server (their models are not "
+            f"installed); available: {list(AVAILABLE_METRICS)}"
+        )
+    limit = services.settings.max_upload_bytes
+    first = decode_upload(await read_limited(original, limit), services.settings)
+    second = decode_upload(await read_limited(restored, limit), services.settings)
+    report = await asyncio.to_thread(compare_images, first.rgb, second.rgb)
+    values = report.metrics()
+    return {
+        "metrics": {name: values[name] for name in wanted},
+        "analysis": analysis_block(report),
+        "compared_size": list(report.compared_size),
+        "resized_original": report.resized_original,
+    }

@@ -1,0 +1,70 @@
+"""`python -m perf.benchmark --quick`: the whole benchmark (ORT, two real Tritons, the gateway
+process, PyTorch) on tiny synthetic models; every measurement must come out as a number."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK_BUDGET_S = 60.0
+
+
+def numbers_in(value: object) -> list[object]:
+    """Every leaf of a JSON document that should be a number (throughputs, latencies, times)."""
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in numbers_in(item)]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in numbers_in(item)]
+    return [value]
+
+
+def test_quick_benchmark_measures_every_path_and_writes_its_report(tmp_path: Path) -> None:
+    out, work = tmp_path / "report", tmp_path / "work"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "perf.benchmark", "--quick", "--out", str(out), "--work", str(work)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "quick check passed" in done.stdout
+    assert elapsed < QUICK_BUDGET_S, f"quick mode took {elapsed:.0f} s"
+
+    (markdown,) = out.glob("*-quick.md")
+    stem = markdown.stem
+    for suffix in ("-throughput.png", "-latency.png"):
+        assert (out / f"{stem}{suffix}").stat().st_size > 1000
+    text = markdown.read_text()
+    for heading in ("## Ratios", "## Machine", "## Throughput and latency", "## Plots"):
+        assert heading in text
+
+    results = json.loads((out / "raw" / f"{stem}.json").read_text())
+    paths = {(p["path"], p["concurrency"]) for p in results["points"]}
+    assert paths == {
+        (path, level)
+        for path in ("ort", "triton_batching", "triton_no_batching", "gateway", "pytorch")
+        for level in results["setup"]["concurrency"]
+    }
+    for point in results["points"]:
+        assert point["throughput"] > 0
+        for value in numbers_in(point["latency"]) + point["throughputs"]:
+            assert isinstance(value, int | float) and math.isfinite(value), point
+    stage_models = {stage["model"] for stage in results["stages"]}
+    assert {"realesrgan_x4plus", "image_to_tensor", "tensor_to_image"} <= stage_models
+    for stage in results["stages"]:
+        for key in ("queue_ms", "compute_input_ms", "compute_infer_ms", "compute_output_ms"):
+            assert math.isfinite(stage[key]) and stage[key] >= 0, stage
+    assert results["codec"]["decode_ms"] > 0 and results["codec"]["encode_ms"] > 0
