@@ -139,3 +139,22 @@ def wait_for_status(
             return body
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} never reached {wanted}: last {body}")
+
+
+@pytest.fixture(scope="session")
+def face_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real MTCNN nets (package weights) beside tiny synthetic GFPGAN and SR models."""
+    from tests.integration.conftest import SR_MODELS, build_repository
+
+    root = tmp_path_factory.mktemp("face_repo")
+    build_repository(root, [*SR_MODELS, "gfpgan_v1_4"], tiny=True, weights="synthetic")
+    return build_repository(root, ["face_detect_mtcnn"])
+
+
+@pytest.fixture(scope="module")
+def face_triton(start_triton, face_repository: Path) -> TritonServer:  # noqa: F811
+    return start_triton(face_repository)
+
+
+def astronaut_png(size: int = 256) -> bytes:
+    return photo_bytes((size, size), fmt="PNG")

@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from export.pipeline import ExportOptions, export_any
-from export.registry import ENSEMBLES, expand
+from export.registry import ENSEMBLES, PYTHON_MODELS, expand
 from serving.launcher import TritonServer, TritonSettings, free_ports
 
 StartTriton = Callable[..., TritonServer]
@@ -176,6 +176,8 @@ def build_repository(root: Path, names: list[str], **options: object) -> Path:
     for name in exported | ensembles:
         (root / name / "1").mkdir(parents=True, exist_ok=True)
         shutil.copy(COMMITTED / name / "config.pbtxt", root / name / "config.pbtxt")
+    for name in (n for n in names if n in PYTHON_MODELS):  # source, not exported: copied whole
+        shutil.copytree(COMMITTED / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     return root
 
 

@@ -1,9 +1,8 @@
 """GFPGAN through a real tritonserver: the tiny synthetic variant, the face pre/post graphs and
 the uint8 `restore_gfpgan_v1_4` ensemble on a real face crop, against the in-process pipeline.
 
-The tiny variant is the same graph at 64×64 instead of 512×512; its repository takes the
-committed configs with only the fixed face size changed to match (a fixed-size model cannot be
-served under another size's dims)."""
+The tiny variant is the same graph at the same 512×512 face size, served under the committed
+configs unchanged."""
 
 from __future__ import annotations
 
@@ -16,8 +15,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from export.graphs import face_to_tensor_reference, tensor_to_face_reference
-from export.models.gfpgan import FACE_SIZE, TINY_FACE_SIZE, astronaut_face
-from export.triton_config import parse_config, to_text
+from export.models.gfpgan import TINY_FACE_SIZE, astronaut_face
 from export.validate import open_session
 from serving.launcher import TritonServer
 from tests.integration.conftest import build_repository
@@ -28,16 +26,6 @@ MODEL = "gfpgan_v1_4"
 ENSEMBLE = "restore_gfpgan_v1_4"
 
 
-def resize_fixed_dims(config_path: Path, size: int) -> None:
-    """Rewrite a committed config for the tiny variant: every FACE_SIZE dim becomes `size`."""
-    config = parse_config(config_path)
-    for tensor in (*config.input, *config.output):
-        dims = [size if d == FACE_SIZE else d for d in tensor.dims]
-        del tensor.dims[:]
-        tensor.dims.extend(dims)
-    config_path.write_text(to_text(config))
-
-
 @pytest.fixture(scope="module")
 def tiny_gfpgan(tmp_path_factory, start_triton) -> tuple[TritonServer, Path]:
     root = build_repository(
@@ -46,8 +34,6 @@ def tiny_gfpgan(tmp_path_factory, start_triton) -> tuple[TritonServer, Path]:
     assert sorted(p.name for p in root.iterdir()) == sorted(
         [MODEL, ENSEMBLE, "face_to_tensor", "tensor_to_face"]
     )
-    for name in (MODEL, ENSEMBLE):
-        resize_fixed_dims(root / name / "config.pbtxt", TINY_FACE_SIZE)
     return start_triton(root), root
 
 

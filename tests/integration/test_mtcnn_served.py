@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from tritonclient.utils import InferenceServerException
 from export.models.mtcnn import DISTRIBUTION, MTCNN_NETS, VERSION, reference_detect
 from export.samples import astronaut
 from serving.launcher import TritonServer
-from tests.integration.conftest import COMMITTED, build_repository
+from tests.integration.conftest import build_repository
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +38,6 @@ MAX_PX = 2.0  # served vs the package's own detector
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, start_triton) -> tuple[TritonServer, Path]:
     root = build_repository(tmp_path_factory.mktemp("mtcnn_repo"), [MODEL])
-    shutil.copytree(COMMITTED / MODEL, root / MODEL, ignore=shutil.ignore_patterns("__pycache__"))
     return start_triton(root), root
 
 
