@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class Target:
     target: float
     detail: str  # how the value was formed
     why: list[str] = field(default_factory=list)  # where the time goes, filled when missed
+    fastest: float | None = None  # the same ratio from each point's fastest repeat
 
     @property
     def met(self) -> bool:
@@ -69,11 +71,26 @@ def fmt_ms(value: float | None) -> str:
 # --- the three targets ----------------------------------------------------------------------
 
 
+def fastest_view(results: Results) -> Results:
+    """The same results with each point reduced to its fastest repeat: on a machine shared with
+    other work, the least disturbed estimate of what the code can do."""
+    view = copy.deepcopy(results)
+    for point in view.points:
+        point.throughputs = [max(point.throughputs)] if point.throughputs else []
+    return view
+
+
 def evaluate(results: Results) -> list[Target]:
-    targets = [triton_vs_ort(results), gateway_vs_triton(results), gateway_vs_pytorch(results)]
-    for target in targets:
+    """The three target ratios from the medians over repeats (what the targets are judged on),
+    each with the same ratio from the fastest repeats next to it."""
+    fastest = fastest_view(results)
+    targets = []
+    for compute in (triton_vs_ort, gateway_vs_triton, gateway_vs_pytorch):
+        target = compute(results)
+        target.fastest = compute(fastest).value
         if not target.met and target.value is not None:
             target.why = EXPLAIN[target.key](results)
+        targets.append(target)
     return targets
 
 
@@ -230,13 +247,20 @@ def explain_gateway_vs_triton(results: Results) -> list[str]:
     return lines
 
 
+def fastest_ms(point: Point | None) -> float | None:
+    """Per-request time of a concurrency-1 point in its fastest repeat."""
+    if point is None or not point.throughputs or point.concurrency != 1:
+        return None
+    return ratio(1000.0, max(point.throughputs))
+
+
 def ort_ms_per_tile(results: Results) -> float | None:
-    """In-process ORT cost of one tile at batch 1 (the batch-cost probe, else the c=1 point)."""
-    for cost in results.batch_costs:
-        if cost.batch == 1:
-            return cost.ms_per_tile
-    point = results.point(ORT, 1)
-    return point.latency.p50_ms if point is not None else None
+    """In-process ORT cost of one tile at batch 1: the least of the batch-cost probe and the
+    fastest concurrency-1 repeat (the least disturbed estimates)."""
+    found = [cost.ms_per_tile for cost in results.batch_costs if cost.batch == 1]
+    fastest = fastest_ms(results.point(ORT, 1))
+    found += [fastest] if fastest is not None else []
+    return min(found) if found else None
 
 
 def explain_gateway_vs_pytorch(results: Results) -> list[str]:
@@ -262,18 +286,19 @@ def explain_gateway_vs_pytorch(results: Results) -> list[str]:
             f"(gateway) and {fmt(median(torch.own_cores), 1)} (PyTorch) cores busy out of "
             f"{results.machine.get('cores', '?')}; more concurrency cannot add cores."
         )
-    torch_one = results.point(PYTORCH, 1)
+    torch_ms = fastest_ms(results.point(PYTORCH, 1))
     ort_tile_ms = ort_ms_per_tile(results)
-    if torch_one is not None and ort_tile_ms is not None and results.codec is not None:
+    if torch_ms is not None and ort_tile_ms is not None and results.codec is not None:
         codec_ms = results.codec.decode_ms + results.codec.encode_ms
-        torch_px_ms = (torch_one.latency.p50_ms - codec_ms) / setup.image_side**2
+        torch_px_ms = (torch_ms - codec_ms) / setup.image_side**2
         ort_px_ms = ort_tile_ms / setup.tile**2
         kernel = ratio(torch_px_ms, ort_px_ms)
         ceiling = ratio(kernel, work)
         lines.append(
             f"Per pixel, ONNX Runtime is {fmt(kernel)}× as fast as PyTorch here "
             f"({fmt_ms(ort_tile_ms)} ms per {setup.tile}² tile vs "
-            f"{fmt_ms(torch_px_ms * setup.tile**2)} ms for as many pixels in PyTorch, c=1)."
+            f"{fmt_ms(torch_px_ms * setup.tile**2)} ms for as many pixels in PyTorch; fastest "
+            "runs at c=1)."
         )
         batch_cost = {cost.batch: cost.ms_per_tile for cost in results.batch_costs}
         no_batch_gain = ""
@@ -321,9 +346,18 @@ def render_markdown(results: Results, targets: Sequence[Target], plots: Sequence
         "",
     ]
     lines += table(
-        ["ratio", "value", "target", "status", "how"],
-        [[t.name, fmt(t.value), f"≥ {fmt(t.target)}", t.status, t.detail] for t in targets],
+        ["ratio", "value (medians)", "target", "status", "from fastest repeats", "how"],
+        [
+            [t.name, fmt(t.value), f"≥ {fmt(t.target)}", t.status, fmt(t.fastest), t.detail]
+            for t in targets
+        ],
     )
+    lines += [
+        "",
+        "Values use the median of the repeats, as the targets are defined. The fastest-repeat "
+        "column is the same ratio from each point's least disturbed run; where the two differ, "
+        "other work on the machine (the `cores` column below) moved the medians.",
+    ]
     for target in targets:
         if target.why:
             lines += ["", f"**{target.name}: {target.status}; where the time goes**", ""]
@@ -491,7 +525,10 @@ def render_codec_and_batches(results: Results) -> list[str]:
         costs = ", ".join(
             f"batch {c.batch}: {fmt_ms(c.ms_per_tile)} ms" for c in results.batch_costs
         )
-        lines += ["", f"In-process ONNX Runtime cost per tile by batch size: {costs}."]
+        lines += [
+            "",
+            f"In-process ONNX Runtime cost per tile by batch size (fastest of the runs): {costs}.",
+        ]
     return lines
 
 

@@ -187,3 +187,26 @@ class Results:
         if not self.stages:
             bad.append("Triton statistics (not read)")
         return bad
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Results:
+        """Rebuild results saved with as_dict() (the JSON under <reports>/raw/)."""
+        setup = dict(data["setup"])
+        for key in ("tile_requests", "image_requests"):
+            setup[key] = {int(level): count for level, count in setup[key].items()}
+        points = []
+        for raw in data["points"]:
+            fields = {k: v for k, v in raw.items() if k != "throughput"}
+            fields["latency"] = LatencySummary(**fields["latency"])
+            points.append(Point(**fields))
+        return cls(
+            started_at=data["started_at"],
+            duration_s=data["duration_s"],
+            machine=data["machine"],
+            setup=Setup(**setup),
+            points=points,
+            stages=[StageTimes(**stage) for stage in data["stages"]],
+            codec=Codec(**data["codec"]) if data.get("codec") else None,
+            batch_costs=[BatchCost(**cost) for cost in data["batch_costs"]],
+            notes=list(data.get("notes", [])),
+        )
