@@ -13,6 +13,7 @@ from gateway.faces.restore_pipeline import RestoreOutcome, restore_image
 from gateway.faces.triton_sessions import (
     DETECTORS,
     RESTORERS,
+    WEIGHTS_OF,
     TritonFaceDetector,
     TritonFaceRestorer,
 )
@@ -45,8 +46,10 @@ class RestoreService:
         self._upscaler = upscaler
 
     def models(self) -> dict[str, ModelInfo]:
-        names = [*RESTORERS.values(), *DETECTORS.values()]
-        return {name: read_model_info(self._settings.model_repository, name) for name in names}
+        return {name: self._info(name) for name in (*RESTORERS.values(), *DETECTORS.values())}
+
+    def _info(self, name: str) -> ModelInfo:
+        return read_model_info(self._settings.model_repository, WEIGHTS_OF.get(name, name))
 
     def installed_versions(self) -> list[str]:
         repository = self._settings.model_repository
@@ -100,5 +103,4 @@ class RestoreService:
         names = [RESTORERS[options.version], DETECTORS[options.detector]]
         if options.background_enhance:
             names.append(self._settings.upscale_model)
-        repository = self._settings.model_repository
-        return [n for n in names if read_model_info(repository, n).synthetic]
+        return [n for n in names if self._info(n).synthetic]

@@ -9,6 +9,8 @@ from gateway.faces.types import Face
 from gateway.triton_client import TritonClient
 
 DETECTORS = {"mtcnn": "face_detect_mtcnn"}
+# A cascade model has no weights of its own: the manifest of the nets it calls says what it runs.
+WEIGHTS_OF = {"face_detect_mtcnn": "mtcnn_onet"}
 RESTORERS = {"1.4": "gfpgan_v1_4"}
 
 

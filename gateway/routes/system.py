@@ -30,6 +30,8 @@ async def health(request: Request) -> JSONResponse:
     model = services.upscale_model()
     ensemble = services.upscaler.ensemble
     ready = await services.triton.is_model_ready(ensemble)
+    models = {services.settings.upscale_model: {**model.as_dict(), "ready": ready}}
+    models.update({name: info.as_dict() for name, info in services.faces.models().items()})
     body: dict[str, Any] = {
         "status": "healthy" if ready else "unhealthy",
         "timestamp": time.time(),
@@ -37,10 +39,13 @@ async def health(request: Request) -> JSONResponse:
         "redis": "connected" if services.settings.redis_url else "not used (embedded SQLite queue)",
         "system": await asyncio.to_thread(health_system, services.settings.data_dir),
         "triton": services.triton.readiness(),
-        "models": {services.settings.upscale_model: {**model.as_dict(), "ready": ready}},
+        "models": models,
     }
-    if model.synthetic:
-        body["warning"] = f"{model.name} runs on synthetic weights: outputs are not meaningful"
+    synthetic = sorted(name for name, info in models.items() if info.get("synthetic"))
+    if synthetic:
+        body["warning"] = (
+            f"{', '.join(synthetic)} run on synthetic weights: outputs are not meaningful"
+        )
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
