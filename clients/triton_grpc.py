@@ -42,6 +42,7 @@ from gateway.errors import FacetError as GatewayError
 from gateway.pipelines.triton_upscaler import NATIVE_SCALE
 from gateway.pipelines.upscale import UpscaleOptions
 from gateway.pipelines.upscale import upscale_image as pipeline_upscale_image
+from gateway.shared_memory import SHM_ALIGNMENT, Slot, align, destroy_region
 from gateway.triton_client import (
     channel_options,
     numpy_dtype,
@@ -58,7 +59,6 @@ ENSEMBLE_PREFIX: Final = "upscale_"
 ENSEMBLE_INPUT: Final = "image"
 ENSEMBLE_OUTPUT: Final = "upscaled_image"
 CLEANUP_TIMEOUT_S: Final = 5.0  # unregistering must not wait on a request's spent deadline
-SHM_ALIGNMENT: Final = 64
 REGION_PREFIX: Final = "facet_client_"
 
 Array = npt.NDArray[Any]
@@ -119,15 +119,6 @@ class ModelStatistics:
     avg_compute_ms: float
     avg_request_ms: float
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """Where one tensor lives inside a call's shared-memory region."""
-
-    name: str
-    offset: int
-    nbytes: int
 
 
 def ensemble_for(model: str) -> str:
@@ -412,7 +403,7 @@ class FacetTritonClient:
                 # Unregister even when registration's answer was lost: Triton may hold it.
                 self._unregister(region)
         finally:
-            _destroy(handle, region)
+            destroy_region(handle, region)
 
     def _unregister(self, region: str) -> None:
         try:
@@ -437,27 +428,23 @@ class _TileSession:
 
 def plan_region(
     inputs: Mapping[str, Array], outputs: Sequence[str], output_nbytes: Mapping[str, int]
-) -> tuple[list[_Slot], list[_Slot], int]:
+) -> tuple[list[Slot], list[Slot], int]:
     """Lay out inputs, then the outputs whose size is known, 64-byte aligned in one region."""
     offset = 0
-    input_slots: list[_Slot] = []
-    output_slots: list[_Slot] = []
+    input_slots: list[Slot] = []
+    output_slots: list[Slot] = []
     for name, array in inputs.items():
-        input_slots.append(_Slot(name, offset, array.nbytes))
-        offset = _align(offset + array.nbytes)
+        input_slots.append(Slot(name, offset, array.nbytes))
+        offset = align(offset + array.nbytes)
     for name in outputs:
         nbytes = output_nbytes.get(name)
         if nbytes is None:
             continue
         if nbytes <= 0:
             raise ValueError(f"output_nbytes[{name!r}] must be positive, got {nbytes}")
-        output_slots.append(_Slot(name, offset, nbytes))
-        offset = _align(offset + nbytes)
+        output_slots.append(Slot(name, offset, nbytes))
+        offset = align(offset + nbytes)
     return input_slots, output_slots, max(offset, SHM_ALIGNMENT)
-
-
-def _align(offset: int) -> int:
-    return -(-offset // SHM_ALIGNMENT) * SHM_ALIGNMENT
 
 
 def _remaining(deadline: float) -> float:
@@ -467,15 +454,7 @@ def _remaining(deadline: float) -> float:
     return left
 
 
-def _destroy(handle: Any, region: str) -> None:
-    """Unmap and unlink a region; a failure here must not hide the call's own outcome."""
-    try:
-        shm.destroy_shared_memory_region(handle)
-    except (shm.SharedMemoryException, BufferError, OSError) as exc:
-        logger.warning("could not destroy shared memory region %s: %s", region, exc)
-
-
-def _read_region(handle: Any, result: Any, slot: _Slot, model: str) -> Array:
+def _read_region(handle: Any, result: Any, slot: Slot, model: str) -> Array:
     """Copy one output out of the region, which is destroyed as soon as the call returns."""
     tensor = result.get_output(slot.name)
     if tensor is None:

@@ -39,6 +39,7 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.settings import Settings
+from gateway.shared_memory import SHM_ALIGNMENT, Slot, align, destroy_region
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,6 @@ UNAVAILABLE_RETRY_AFTER_S = 5  # a restarting Triton needs a few seconds to load
 PROBE_TIMEOUT_S = 2.0  # deadline of one readiness RPC
 CLEANUP_TIMEOUT_S = 5.0  # unregistering a region must not wait on the request's spent deadline
 DEFAULT_OUTPUT_REGION_BYTES = 256 * 1024 * 1024  # sparse: tmpfs uses pages only when written
-SHM_ALIGNMENT = 64
 
 _DATATYPES: dict[np.dtype[Any], str] = {
     np.dtype(np.bool_): "BOOL",
@@ -173,32 +173,19 @@ def _names_missing_model(status: str, lowered_message: str) -> bool:
     return status == "NOT_FOUND" and "shared memory" not in lowered_message
 
 
-@dataclass(frozen=True)
-class _Slot:
-    """Where one tensor lives inside a request's shared-memory region."""
-
-    name: str
-    offset: int
-    nbytes: int
-
-
-def _align(offset: int) -> int:
-    return -(-offset // SHM_ALIGNMENT) * SHM_ALIGNMENT
-
-
 def plan_region(
     inputs: Mapping[str, Array], outputs: Sequence[str], output_nbytes: Mapping[str, int]
-) -> tuple[list[_Slot], list[_Slot], int]:
+) -> tuple[list[Slot], list[Slot], int]:
     """Lay inputs, then room for outputs, end to end in one region; return slots and size."""
     offset = 0
     input_slots, output_slots = [], []
     for name, array in inputs.items():
-        input_slots.append(_Slot(name, offset, array.nbytes))
-        offset = _align(offset + array.nbytes)
+        input_slots.append(Slot(name, offset, array.nbytes))
+        offset = align(offset + array.nbytes)
     for name in outputs:
         nbytes = output_nbytes.get(name, DEFAULT_OUTPUT_REGION_BYTES)
-        output_slots.append(_Slot(name, offset, nbytes))
-        offset = _align(offset + nbytes)
+        output_slots.append(Slot(name, offset, nbytes))
+        offset = align(offset + nbytes)
     return input_slots, output_slots, max(offset, SHM_ALIGNMENT)
 
 
@@ -336,7 +323,7 @@ class TritonClient:
                 slot.name: _read_shared_output(handle, result, slot, model) for slot in output_slots
             }
         finally:
-            _destroy_region(handle, region)
+            destroy_region(handle, region)
 
     async def _unregister(self, client: grpcaio.InferenceServerClient, region: str) -> None:
         """Drop a region from Triton; a Triton that is gone has forgotten it anyway."""
@@ -423,14 +410,6 @@ def _remaining(deadline: float) -> float:
     return left
 
 
-def _destroy_region(handle: Any, region: str) -> None:
-    """Unmap and unlink a region; a failure here must not hide the call's own outcome."""
-    try:
-        shm.destroy_shared_memory_region(handle)
-    except (shm.SharedMemoryException, BufferError, OSError) as exc:
-        logger.warning("could not destroy shared memory region %s: %s", region, exc)
-
-
 def _describe(exc: BaseException) -> str:
     status = read_status(exc)
     return f"{status}: {read_message(exc)}" if status else read_message(exc)
@@ -443,7 +422,7 @@ def _require_output(array: Array | None, model: str, name: str) -> Array:
 
 
 def _shared_inputs(
-    region: str, slots: Sequence[_Slot], inputs: Mapping[str, Array]
+    region: str, slots: Sequence[Slot], inputs: Mapping[str, Array]
 ) -> list[grpcclient.InferInput]:
     tensors = []
     for slot in slots:
@@ -454,7 +433,7 @@ def _shared_inputs(
     return tensors
 
 
-def _shared_outputs(region: str, slots: Sequence[_Slot]) -> list[grpcclient.InferRequestedOutput]:
+def _shared_outputs(region: str, slots: Sequence[Slot]) -> list[grpcclient.InferRequestedOutput]:
     requested = []
     for slot in slots:
         output = grpcclient.InferRequestedOutput(slot.name)
@@ -464,7 +443,7 @@ def _shared_outputs(region: str, slots: Sequence[_Slot]) -> list[grpcclient.Infe
 
 
 def _read_shared_output(
-    handle: Any, result: grpcclient.InferResult, slot: _Slot, model: str
+    handle: Any, result: grpcclient.InferResult, slot: Slot, model: str
 ) -> Array:
     """Copy one output out of the region, which is destroyed as soon as the call returns."""
     tensor = result.get_output(slot.name)

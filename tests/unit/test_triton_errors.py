@@ -15,9 +15,9 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from gateway.shared_memory import SHM_ALIGNMENT
 from gateway.triton_client import (
     DEFAULT_OUTPUT_REGION_BYTES,
-    SHM_ALIGNMENT,
     map_triton_error,
     numpy_dtype,
     plan_region,
