@@ -47,6 +47,7 @@ from export.weights import (
     SourceFile,
     WeightsMode,
     choose_source,
+    load_official_onnx,
     load_strict,
     load_weights,
     sha256_of,
@@ -171,12 +172,15 @@ def validate_model(
     image = spec.sample_for(tiny)
     batch = np.concatenate([model_input(spec, image), model_input(spec, image[::-1].copy())])
     with torch.no_grad():
-        expected = model(torch.from_numpy(batch)).numpy()
-    output = spec.outputs[0].name
-    actual = session.run([output], {spec.inputs[0].name: batch})[0]
+        produced = model(torch.from_numpy(batch))
+    # A model with several outputs (e.g. a detector's per-stride maps) is checked on each.
+    tensors = produced if isinstance(produced, tuple) else (produced,)
+    names = [t.name for t in spec.outputs][: len(tensors)]
+    expected = {n: t.numpy() for n, t in zip(names, tensors, strict=True)}
+    actual = dict(zip(names, session.run(names, {spec.inputs[0].name: batch}), strict=True))
     label = f"astronaut photo crop {image.shape[1]}x{image.shape[0]}, batch 2"
     results = compare_outputs(
-        spec.name, "onnxruntime_vs_pytorch", label, {output: expected}, {output: actual}, spec.atol
+        spec.name, "onnxruntime_vs_pytorch", label, expected, actual, spec.atol
     )
     raise_on_failure(spec.name, results)
     reference = spec.reference
@@ -214,6 +218,8 @@ def export_model(spec: ModelSpec, options: ExportOptions) -> ExportOutcome:
     """Run the whole chain for one torch model, or nothing if its install is up to date."""
     variant = "tiny" if options.tiny else "full"
     kind = choose_source(spec, options.weights, options.weights_dir)
+    if kind == "official" and spec.official and spec.official.filename.endswith(".onnx"):
+        return export_official_onnx(spec, options)
     files = source_files(spec, kind, options.weights_dir)
     expected = fingerprint(spec.name, variant, kind, files)
     model_dir = options.repository / spec.name
@@ -254,6 +260,73 @@ def export_model(spec: ModelSpec, options: ExportOptions) -> ExportOutcome:
         bar.update()
     bar.close()
     return ExportOutcome(spec.name, False, kind, path, tuple(checks))
+
+
+def export_official_onnx(spec: ModelSpec, options: ExportOptions) -> ExportOutcome:
+    """An official checkpoint that is itself an ONNX file (e.g. insightface's det_10g.onnx):
+    its sha256 checked, outputs renamed by position to the spec's names where they differ
+    (nothing else changes), then run on the sample photo: names, finite values."""
+    official = spec.official
+    assert official is not None
+    weights = load_official_onnx(spec, options.weights_dir)
+    files = weights.files
+    expected = fingerprint(spec.name, "full", "official", files)
+    model_dir = options.repository / spec.name
+    if not options.force and is_up_to_date(model_dir, expected):
+        return ExportOutcome(spec.name, True, "official", model_dir / "manifest.json", ())
+    with tempfile.TemporaryDirectory(prefix=f"facet-{spec.name}-") as tmp:
+        built = Path(tmp) / MODEL_FILE
+        graph = onnx.load(str(options.weights_dir / official.filename))
+        wanted = [t.name for t in spec.outputs]
+        renamed = rename_outputs(graph, wanted)
+        onnx.save(graph, str(built))
+        session = open_session(built)
+        check_names(session, spec.inputs, spec.outputs, spec.name)
+        values = session.run(wanted, {spec.inputs[0].name: model_input(spec, spec.sample())})
+        finite = {n: v for n, v in zip(wanted, values, strict=True)}
+        checks = compare_outputs(
+            spec.name, "onnxruntime_finite", "sample photo", finite, finite, 0.0
+        )
+        bad = [n for n, v in finite.items() if not np.isfinite(v).all()]
+        if bad:
+            raise ExportError(f"{spec.name}: official model gives non-finite {bad}")
+        raise_on_failure(spec.name, checks)
+        opset = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
+        manifest = Manifest(
+            model=spec.name,
+            description=spec.description,
+            variant="full",
+            weights_kind="official",
+            weights_licence=official.licence,
+            weights_detail=f"{official.filename} installed as is"
+            + (f"; outputs renamed by position {renamed}" if renamed else ""),
+            weights_files=list(files),
+            onnx_file=f"{VERSION}/{MODEL_FILE}",
+            onnx_sha256=sha256_of(built),
+            opset=int(opset),
+            opset_reason="as published upstream; not re-exported",
+            validation=checks,
+            fingerprint=expected,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            tools=tool_versions(),
+        )
+        path = install(model_dir, built, manifest)
+    return ExportOutcome(spec.name, False, "official", path, tuple(checks))
+
+
+def rename_outputs(model: onnx.ModelProto, names: list[str]) -> dict[str, str]:
+    """Rename the graph outputs, by position, to `names`; returns old → new for those that
+    changed. Every node input/output that referred to an old name follows."""
+    outputs = [o.name for o in model.graph.output]
+    if len(outputs) != len(names):
+        raise ExportError(f"graph has outputs {outputs}, expected {len(names)}: {names}")
+    mapping = {old: new for old, new in zip(outputs, names, strict=True) if old != new}
+    for output in model.graph.output:
+        output.name = mapping.get(output.name, output.name)
+    for node in model.graph.node:
+        node.input[:] = [mapping.get(n, n) for n in node.input]
+        node.output[:] = [mapping.get(n, n) for n in node.output]
+    return mapping
 
 
 def export_graph(spec: GraphSpec, options: ExportOptions) -> ExportOutcome:

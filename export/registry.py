@@ -9,19 +9,22 @@ from export.graphs import GRAPHS, GraphSpec
 from export.models.gfpgan import GFPGAN_V1_4
 from export.models.mtcnn import FACE_DETECT_MTCNN, MTCNN_NETS
 from export.models.realesrgan import REALESR_GENERAL_X4V3, REALESRGAN_X4PLUS
+from export.models.scrfd import FACE_DETECT_SCRFD, SCRFD_10G
 from export.packaged import PackagedOnnxSpec
 from export.spec import ModelSpec
 from export.triton_config import PythonModelSpec
 
 MODELS: dict[str, ModelSpec] = {
-    s.name: s for s in (REALESRGAN_X4PLUS, REALESR_GENERAL_X4V3, GFPGAN_V1_4)
+    s.name: s for s in (REALESRGAN_X4PLUS, REALESR_GENERAL_X4V3, GFPGAN_V1_4, SCRFD_10G)
 }
 
 # ONNX files that registry packages ship, installed unchanged.
 PACKAGED: dict[str, PackagedOnnxSpec] = {s.name: s for s in MTCNN_NETS}
 # Python-backend models committed as source (<name>/1/model.py): nothing to export; naming one
 # installs the models it calls.
-PYTHON_MODELS: dict[str, PythonModelSpec] = {FACE_DETECT_MTCNN.name: FACE_DETECT_MTCNN}
+PYTHON_MODELS: dict[str, PythonModelSpec] = {
+    s.name: s for s in (FACE_DETECT_MTCNN, FACE_DETECT_SCRFD)
+}
 
 ExportSpec = ModelSpec | GraphSpec | PackagedOnnxSpec
 

@@ -184,3 +184,29 @@ def load_strict(model: nn.Module, weights: ResolvedWeights, name: str) -> nn.Mod
             f"{name}: {weights.kind} weights do not fit the architecture: {exc}"
         ) from exc
     return model.eval()
+
+
+def load_official_onnx(spec: ModelSpec, weights_dir: Path) -> ResolvedWeights:
+    """An official checkpoint that is an ONNX file: never downloaded (upstream publishes it
+    inside an archive), only checked against its pinned sha256 where it was placed."""
+    official = spec.official
+    if official is None:
+        raise WeightsError(f"{spec.name}: no official checkpoint is known")
+    path = weights_dir / official.filename
+    if not path.is_file():
+        raise WeightsError(
+            f"{spec.name}: place {official.filename} (from {official.url}) in {weights_dir}"
+        )
+    digest = sha256_of(path)
+    if digest != official.sha256:
+        raise WeightsError(
+            f"{spec.name}: {path} has sha256 {digest}, expected {official.sha256}; "
+            "refusing a file that is not the pinned one"
+        )
+    return ResolvedWeights(
+        kind="official",
+        state_dict={},
+        licence=official.licence,
+        files=(SourceFile(official.filename, digest),),
+        detail=official.url,
+    )

@@ -8,9 +8,9 @@ import numpy.typing as npt
 from gateway.faces.types import Face
 from gateway.triton_client import TritonClient
 
-DETECTORS = {"mtcnn": "face_detect_mtcnn"}
+DETECTORS = {"mtcnn": "face_detect_mtcnn", "scrfd": "face_detect_scrfd"}
 # A cascade model has no weights of its own: the manifest of the nets it calls says what it runs.
-WEIGHTS_OF = {"face_detect_mtcnn": "mtcnn_onet"}
+WEIGHTS_OF = {"face_detect_mtcnn": "mtcnn_onet", "face_detect_scrfd": "scrfd_10g"}
 RESTORERS = {"1.4": "gfpgan_v1_4"}
 
 
