@@ -26,6 +26,7 @@ from gateway.pipelines.upscale import UpscaleOptions, upscale_image
 from gateway.settings import Settings
 from gateway.triton_client import TritonClient
 from serving.launcher import TritonServer, free_port
+from tests.integration.triton_counts import read_until
 
 pytestmark = pytest.mark.integration
 
@@ -119,7 +120,10 @@ def test_models_lists_the_ensembles_ready_with_their_tensors(served: TritonServe
     with FacetTritonClient(served.grpc_url) as client:
         models = {m.name: m for m in client.models()}
         client.upscale_tiles(photo(20, 20)[None])
-        stats = client.statistics("upscale_realesrgan_x4plus")
+        stats = read_until(
+            lambda: client.statistics("upscale_realesrgan_x4plus"),
+            lambda s: s.success_count >= 1,
+        )
     assert set(models) >= ENSEMBLES
     for name in ENSEMBLES:
         summary = models[name]

@@ -19,6 +19,7 @@ from export.models.gfpgan import TINY_FACE_SIZE, astronaut_face
 from export.validate import open_session
 from serving.launcher import TritonServer
 from tests.integration.conftest import build_repository
+from tests.integration.triton_counts import counts_since, model_counts
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +90,7 @@ def test_uint8_ensemble_restores_a_real_face_like_the_in_process_pipeline(tiny_g
 def test_triton_batches_concurrent_face_requests(tiny_gfpgan) -> None:
     server, _ = tiny_gfpgan
     client = grpcclient.InferenceServerClient(server.grpc_url)
-    before = _counts(client, MODEL)
+    before = model_counts(client, MODEL)
     face = faces()[:1]
     with ThreadPoolExecutor(8) as pool:
         results = list(
@@ -99,14 +100,9 @@ def test_triton_batches_concurrent_face_requests(tiny_gfpgan) -> None:
             )
         )
     assert all(np.array_equal(r, results[0]) for r in results)
-    inferences, executions = (a - b for a, b in zip(_counts(client, MODEL), before, strict=True))
+    inferences, executions = counts_since(client, MODEL, before, inferences=16)
     assert inferences == 16
     assert executions < inferences, "Triton ran every face alone: dynamic batching is off"
-
-
-def _counts(client: grpcclient.InferenceServerClient, model: str) -> tuple[int, int]:
-    stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
-    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
 
 
 def test_ensemble_metadata_and_model_config(tiny_gfpgan) -> None:

@@ -17,6 +17,7 @@ from export.samples import astronaut_crop, psnr
 from export.validate import open_session
 from serving.launcher import TritonServer
 from tests.integration.conftest import SR_MODELS, build_repository
+from tests.integration.triton_counts import counts_since, model_counts
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +68,7 @@ def test_triton_batches_concurrent_tile_requests(tiny_sr) -> None:
     server, _ = tiny_sr
     client = grpcclient.InferenceServerClient(server.grpc_url)
     model = "realesrgan_x4plus"
-    before = _counts(client, model)
+    before = model_counts(client, model)
     tile = image_to_tensor_reference(astronaut_crop(48)[None])
     with ThreadPoolExecutor(16) as pool:
         results = list(
@@ -77,14 +78,9 @@ def test_triton_batches_concurrent_tile_requests(tiny_sr) -> None:
             )
         )
     assert all(r.shape == (1, 3, 192, 192) for r in results)
-    inferences, executions = (a - b for a, b in zip(_counts(client, model), before, strict=True))
+    inferences, executions = counts_since(client, model, before, inferences=32)
     assert inferences == 32
     assert executions < inferences, "Triton ran every request alone: dynamic batching is off"
-
-
-def _counts(client: grpcclient.InferenceServerClient, model: str) -> tuple[int, int]:
-    stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
-    return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
 
 
 def test_tritonclient_metadata_and_config_describe_the_uint8_ensemble(tiny_sr) -> None:
