@@ -42,7 +42,14 @@ from gateway.errors import FacetError as GatewayError
 from gateway.pipelines.triton_upscaler import NATIVE_SCALE
 from gateway.pipelines.upscale import UpscaleOptions
 from gateway.pipelines.upscale import upscale_image as pipeline_upscale_image
-from gateway.shared_memory import SHM_ALIGNMENT, Slot, align, destroy_region
+from gateway.shared_memory import (
+    SHM_ALIGNMENT,
+    UNREGISTER_PAUSES_S,
+    Slot,
+    align,
+    destroy_region,
+    is_region_busy,
+)
 from gateway.triton_client import (
     channel_options,
     numpy_dtype,
@@ -406,10 +413,17 @@ class FacetTritonClient:
             destroy_region(handle, region)
 
     def _unregister(self, region: str) -> None:
-        try:
-            self._client.unregister_system_shared_memory(region, client_timeout=CLEANUP_TIMEOUT_S)
-        except _FAILURES as exc:  # a Triton that is gone has forgotten the region anyway
-            logger.warning("could not unregister shared memory region %s: %s", region, exc)
+        for pause in (*UNREGISTER_PAUSES_S, None):
+            try:
+                self._client.unregister_system_shared_memory(
+                    region, client_timeout=CLEANUP_TIMEOUT_S
+                )
+                return
+            except _FAILURES as exc:  # a Triton that is gone has forgotten the region anyway
+                if pause is None or not is_region_busy(exc):
+                    logger.warning("could not unregister shared memory region %s: %s", region, exc)
+                    return
+            time.sleep(pause)
 
 
 class _TileSession:

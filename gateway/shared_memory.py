@@ -11,6 +11,11 @@ from typing import Any, Final
 import tritonclient.utils.shared_memory as shm
 
 SHM_ALIGNMENT: Final = 64
+# Triton drops its hold on a region only after it has sent the response that points into it, so
+# an unregister right after the answer can hear "currently in use"; these pauses (about 5 s in
+# all) wait that moment out without hiding a region that stays busy.
+UNREGISTER_PAUSES_S: Final = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0)
+_REGION_BUSY_TEXT: Final = "currently in use"
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,11 @@ class Slot:
 
 def align(offset: int) -> int:
     return -(-offset // SHM_ALIGNMENT) * SHM_ALIGNMENT
+
+
+def is_region_busy(error: BaseException) -> bool:
+    """Tell whether an unregister failed only because Triton still holds the region."""
+    return _REGION_BUSY_TEXT in str(error).lower()
 
 
 def destroy_region(handle: Any, region: str) -> None:

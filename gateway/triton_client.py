@@ -39,7 +39,14 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.settings import Settings
-from gateway.shared_memory import SHM_ALIGNMENT, Slot, align, destroy_region
+from gateway.shared_memory import (
+    SHM_ALIGNMENT,
+    UNREGISTER_PAUSES_S,
+    Slot,
+    align,
+    destroy_region,
+    is_region_busy,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -327,10 +334,17 @@ class TritonClient:
 
     async def _unregister(self, client: grpcaio.InferenceServerClient, region: str) -> None:
         """Drop a region from Triton; a Triton that is gone has forgotten it anyway."""
-        try:
-            await client.unregister_system_shared_memory(region, client_timeout=CLEANUP_TIMEOUT_S)
-        except _TritonFailure as exc:
-            logger.warning("could not unregister shared memory region %s: %s", region, exc)
+        for pause in (*UNREGISTER_PAUSES_S, None):
+            try:
+                await client.unregister_system_shared_memory(
+                    region, client_timeout=CLEANUP_TIMEOUT_S
+                )
+                return
+            except _TritonFailure as exc:
+                if pause is None or not is_region_busy(exc):
+                    logger.warning("could not unregister shared memory region %s: %s", region, exc)
+                    return
+            await asyncio.sleep(pause)
 
     async def is_model_ready(self, model: str) -> bool:
         """Ask Triton now whether `model` is ready (False when Triton cannot be reached); the

@@ -15,7 +15,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.shared_memory import SHM_ALIGNMENT
+from gateway.shared_memory import SHM_ALIGNMENT, UNREGISTER_PAUSES_S, is_region_busy
 from gateway.triton_client import (
     DEFAULT_OUTPUT_REGION_BYTES,
     map_triton_error,
@@ -167,3 +167,14 @@ def test_a_region_holds_aligned_inputs_then_room_for_outputs() -> None:
         ("y", 256, DEFAULT_OUTPUT_REGION_BYTES),
     ]
     assert size == 256 + DEFAULT_OUTPUT_REGION_BYTES and size % SHM_ALIGNMENT == 0
+
+
+def test_only_a_region_still_in_use_is_worth_another_unregister() -> None:
+    busy = InferenceServerException(
+        "Cannot unregister shared memory region 'facet_1', it is currently in use.",
+        status="StatusCode.INTERNAL",
+    )
+    assert is_region_busy(busy)
+    assert not is_region_busy(InferenceServerException("failed to connect to all addresses"))
+    assert not is_region_busy(SharedMemoryException("unable to unlink"))
+    assert 2.0 < sum(UNREGISTER_PAUSES_S) <= 6.0  # waits the release out, gives up in seconds
