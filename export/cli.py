@@ -19,6 +19,7 @@ from export.registry import (
     expand,
     known_names,
 )
+from export.repository import install_python_model, python_models
 from export.triton_config import config_files, write_configs
 
 DESCRIPTION = """\
@@ -107,6 +108,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         specs = expand(args.models)
         for spec in specs:
             print(describe(export_any(spec, options)), flush=True)
+        for python_model in python_models(args.models):
+            install_python_model(python_model, args.repository)
+            print(f"{python_model.name}: installed (Python backend source)", flush=True)
     except (ExportError, KeyError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1

@@ -63,6 +63,9 @@ class PythonModelSpec:
     max_queue_size: int = 16
     # The models it calls: they must be in the repository too.
     requires: tuple[str, ...] = ()
+    # Modules under serving/bls/ that model.py imports: installed next to it, because Triton
+    # lets a model import only from its own folder.
+    shared_sources: tuple[str, ...] = ()
 
 
 def _tensors(specs: Iterable[TensorSpec], kind: type) -> list:  # type: ignore[type-arg]

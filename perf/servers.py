@@ -67,8 +67,8 @@ def installed_models(repository: Path) -> list[str]:
 def build_repository(root: Path, models: list[str], *, tiny: bool, weights: str) -> Path:
     """Export `models` (and what they need) into `root` with the committed configs, as
     `make models` does; up-to-date exports are skipped."""
-    from export.pipeline import ExportOptions, export_any
-    from export.registry import ENSEMBLES, expand
+    from export.pipeline import ExportOptions
+    from export.repository import build_repository as assemble_repository
 
     options = ExportOptions(
         repository=root,
@@ -76,19 +76,7 @@ def build_repository(root: Path, models: list[str], *, tiny: bool, weights: str)
         tiny=tiny,
         show_progress=False,
     )
-    specs = expand(models)
-    for spec in specs:
-        export_any(spec, options)
-    exported = {spec.name for spec in specs}
-    ensembles = [e.name for e in ENSEMBLES.values() if all(s.model in exported for s in e.steps)]
-    for name in [*exported, *ensembles]:
-        (root / name / "1").mkdir(parents=True, exist_ok=True)
-        committed, target = (
-            COMMITTED_REPOSITORY / name / "config.pbtxt",
-            root / name / "config.pbtxt",
-        )
-        if not (target.exists() and target.samefile(committed)):
-            shutil.copy(committed, target)
+    assemble_repository(models, options)
     return root
 
 

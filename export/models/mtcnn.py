@@ -226,6 +226,7 @@ BOX_FORMAT = (
 
 FACE_DETECT_MTCNN = PythonModelSpec(
     name="face_detect_mtcnn",
+    shared_sources=("detector_io.py",),
     description="MTCNN face detector: image pyramid → P-Net → R-Net → O-Net, via BLS",
     inputs=(
         TensorSpec("image", "TYPE_UINT8", (-1, -1, 3)),  # RGB

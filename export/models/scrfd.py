@@ -123,6 +123,7 @@ BOX_FORMAT = (
 
 FACE_DETECT_SCRFD = PythonModelSpec(
     name="face_detect_scrfd",
+    shared_sources=("detector_io.py",),
     description="SCRFD face detector: letterbox to 640 → scrfd_10g via BLS → decode → NMS",
     inputs=(
         TensorSpec("image", "TYPE_UINT8", (-1, -1, 3)),  # RGB

