@@ -45,14 +45,15 @@ from gateway.pipelines.upscale import upscale_image as pipeline_upscale_image
 from gateway.shared_memory import (
     SHM_ALIGNMENT,
     UNREGISTER_PAUSES_S,
+    RegionReadError,
     Slot,
     align,
     destroy_region,
     is_region_busy,
+    read_output,
 )
 from gateway.triton_client import (
     channel_options,
-    numpy_dtype,
     read_message,
     read_status,
     triton_datatype,
@@ -469,16 +470,10 @@ def _remaining(deadline: float) -> float:
 
 
 def _read_region(handle: Any, result: Any, slot: Slot, model: str) -> Array:
-    """Copy one output out of the region, which is destroyed as soon as the call returns."""
-    tensor = result.get_output(slot.name)
-    if tensor is None:
-        raise ServerError(f"model '{model}' returned no output '{slot.name}'")
-    dtype = numpy_dtype(tensor.datatype)
-    shape = [int(dim) for dim in tensor.shape]
-    if int(np.prod(shape)) * dtype.itemsize > slot.nbytes:
-        raise ServerError(f"output '{slot.name}' of '{model}' overflows its shared memory")
-    view = shm.get_contents_as_numpy(handle, dtype, shape, offset=slot.offset)
-    return np.array(view, copy=True)
+    try:
+        return read_output(handle, result, slot, model)
+    except RegionReadError as exc:
+        raise ServerError(str(exc)) from exc
 
 
 def _require(array: Array | None, model: str, name: str) -> Array:

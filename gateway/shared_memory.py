@@ -8,7 +8,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numpy as np
+import numpy.typing as npt
 import tritonclient.utils.shared_memory as shm
+from tritonclient.utils import triton_to_np_dtype
 
 SHM_ALIGNMENT: Final = 64
 # Triton drops its hold on a region only after it has sent the response that points into it, so
@@ -44,3 +47,23 @@ def destroy_region(handle: Any, region: str) -> None:
         shm.destroy_shared_memory_region(handle)
     except (shm.SharedMemoryException, BufferError, OSError) as exc:
         log.warning("could not destroy shared memory region %s: %s", region, exc)
+
+
+class RegionReadError(ValueError):
+    """An output cannot be read from its region; each client maps this to its own error."""
+
+
+def read_output(handle: Any, result: Any, slot: Slot, model: str) -> npt.NDArray[Any]:
+    """Copy one output out of a call's region, which is destroyed as soon as the call returns."""
+    tensor = result.get_output(slot.name)
+    if tensor is None:
+        raise RegionReadError(f"model '{model}' returned no output '{slot.name}'")
+    found = triton_to_np_dtype(tensor.datatype)
+    if found is None or np.dtype(found).kind == "O":
+        raise RegionReadError(f"output '{slot.name}' of '{model}' is {tensor.datatype}: no region")
+    dtype = np.dtype(found)
+    shape = [int(dim) for dim in tensor.shape]
+    if int(np.prod(shape)) * dtype.itemsize > slot.nbytes:
+        raise RegionReadError(f"output '{slot.name}' of '{model}' overflows its region")
+    view = shm.get_contents_as_numpy(handle, dtype, shape, offset=slot.offset)
+    return np.array(view, copy=True)

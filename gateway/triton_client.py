@@ -42,10 +42,12 @@ from gateway.settings import Settings
 from gateway.shared_memory import (
     SHM_ALIGNMENT,
     UNREGISTER_PAUSES_S,
+    RegionReadError,
     Slot,
     align,
     destroy_region,
     is_region_busy,
+    read_output,
 )
 
 logger = logging.getLogger(__name__)
@@ -459,13 +461,7 @@ def _shared_outputs(region: str, slots: Sequence[Slot]) -> list[grpcclient.Infer
 def _read_shared_output(
     handle: Any, result: grpcclient.InferResult, slot: Slot, model: str
 ) -> Array:
-    """Copy one output out of the region, which is destroyed as soon as the call returns."""
-    tensor = result.get_output(slot.name)
-    if tensor is None:
-        raise UpstreamError(f"model '{model}' returned no output '{slot.name}'")
-    dtype = numpy_dtype(tensor.datatype)
-    shape = [int(dim) for dim in tensor.shape]
-    if int(np.prod(shape)) * dtype.itemsize > slot.nbytes:
-        raise UpstreamError(f"output '{slot.name}' of '{model}' overflows its region")
-    view = shm.get_contents_as_numpy(handle, dtype, shape, offset=slot.offset)
-    return np.array(view, copy=True)
+    try:
+        return read_output(handle, result, slot, model)
+    except RegionReadError as exc:
+        raise UpstreamError(str(exc)) from exc

@@ -16,13 +16,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from export.models.mtcnn import DISTRIBUTION, MTCNN_NETS, VERSION, reference_detect
 from export.samples import astronaut
 from serving.launcher import TritonServer
 from tests.integration.conftest import build_repository
+from tests.integration.detector_calls import detect_faces
 
 pytestmark = pytest.mark.integration
 
@@ -59,16 +59,7 @@ def group_photo(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
 
 
 def detect(url: str, image: np.ndarray, **scalars: float) -> tuple[np.ndarray, ...]:
-    client = grpcclient.InferenceServerClient(url)
-    tensor = grpcclient.InferInput("image", list(image.shape), "UINT8")
-    tensor.set_data_from_numpy(image)
-    inputs = [tensor]
-    for name, value in scalars.items():
-        extra = grpcclient.InferInput(name, [1], "FP32")
-        extra.set_data_from_numpy(np.array([value], np.float32))
-        inputs.append(extra)
-    result = client.infer(MODEL, inputs)
-    return tuple(result.as_numpy(n) for n in ("boxes", "scores", "landmarks"))
+    return detect_faces(url, MODEL, image, **scalars)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

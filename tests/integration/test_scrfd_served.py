@@ -18,6 +18,7 @@ from export.samples import astronaut
 from export.validate import open_session
 from serving.launcher import TritonServer
 from tests.integration.conftest import build_repository
+from tests.integration.detector_calls import detect_faces
 
 pytestmark = pytest.mark.integration
 
@@ -45,16 +46,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, start_triton) -> tuple[Trit
 
 
 def detect(url: str, image: np.ndarray, **scalars: float) -> tuple[np.ndarray, ...]:
-    client = grpcclient.InferenceServerClient(url)
-    tensor = grpcclient.InferInput("image", list(image.shape), "UINT8")
-    tensor.set_data_from_numpy(image)
-    inputs = [tensor]
-    for name, value in scalars.items():
-        extra = grpcclient.InferInput(name, [1], "FP32")
-        extra.set_data_from_numpy(np.array([value], np.float32))
-        inputs.append(extra)
-    result = client.infer(MODEL, inputs)
-    return tuple(result.as_numpy(n) for n in ("boxes", "scores", "landmarks"))
+    return detect_faces(url, MODEL, image, **scalars)
 
 
 @pytest.mark.parametrize("threshold", [0.4, 0.5])

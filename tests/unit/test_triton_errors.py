@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 import grpc
 import numpy as np
 import pytest
+import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 from tritonclient.utils.shared_memory import SharedMemoryException
 
@@ -15,7 +18,15 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.shared_memory import SHM_ALIGNMENT, UNREGISTER_PAUSES_S, is_region_busy
+from gateway.shared_memory import (
+    SHM_ALIGNMENT,
+    UNREGISTER_PAUSES_S,
+    RegionReadError,
+    Slot,
+    destroy_region,
+    is_region_busy,
+    read_output,
+)
 from gateway.triton_client import (
     DEFAULT_OUTPUT_REGION_BYTES,
     map_triton_error,
@@ -178,3 +189,35 @@ def test_only_a_region_still_in_use_is_worth_another_unregister() -> None:
     assert not is_region_busy(InferenceServerException("failed to connect to all addresses"))
     assert not is_region_busy(SharedMemoryException("unable to unlink"))
     assert 2.0 < sum(UNREGISTER_PAUSES_S) <= 6.0  # waits the release out, gives up in seconds
+
+
+class _Output:
+    def __init__(self, datatype: str, shape: list[int]) -> None:
+        self.datatype, self.shape = datatype, shape
+
+
+class _Result:
+    def __init__(self, **outputs: _Output) -> None:
+        self._outputs = outputs
+
+    def get_output(self, name: str) -> _Output | None:
+        return self._outputs.get(name)
+
+
+def test_an_output_is_copied_out_of_its_region_or_refused_with_a_reason() -> None:
+    region = f"facet_test_{uuid.uuid4().hex}"
+    handle = shm.create_shared_memory_region(region, f"/{region}", 256, create_only=True)
+    try:
+        written = np.arange(12, dtype=np.float32).reshape(3, 4)
+        shm.set_shared_memory_region(handle, [written], offset=64)
+        slot = Slot("y", 64, 48)
+        result = _Result(y=_Output("FP32", [3, 4]), big=_Output("FP32", [4, 4]))
+        np.testing.assert_array_equal(read_output(handle, result, slot, "m"), written)
+        with pytest.raises(RegionReadError, match="overflows"):
+            read_output(handle, result, Slot("big", 64, 48), "m")
+        with pytest.raises(RegionReadError, match="no output 'z'"):
+            read_output(handle, result, Slot("z", 0, 8), "m")
+        with pytest.raises(RegionReadError, match="BYTES"):
+            read_output(handle, _Result(s=_Output("BYTES", [1])), Slot("s", 0, 8), "m")
+    finally:
+        destroy_region(handle, region)
