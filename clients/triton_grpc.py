@@ -38,6 +38,7 @@ from clients.errors import (
     ServerError,
     UnavailableError,
 )
+from gateway.datatypes import triton_datatype
 from gateway.errors import FacetError as GatewayError
 from gateway.pipelines.triton_upscaler import NATIVE_SCALE
 from gateway.pipelines.upscale import UpscaleOptions
@@ -56,7 +57,6 @@ from gateway.triton_client import (
     channel_options,
     read_message,
     read_status,
-    triton_datatype,
 )
 
 logger = logging.getLogger(__name__)

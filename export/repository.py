@@ -11,14 +11,13 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from export.pipeline import ExportOptions, ExportOutcome, export_any
+from export.pipeline import VERSION, ExportOptions, ExportOutcome, export_any
 from export.registry import ENSEMBLES, PYTHON_MODELS, expand
 from export.triton_config import PythonModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_REPOSITORY = ROOT / "model_repository"
 SHARED_SOURCES = ROOT / "serving" / "bls"
-VERSION = "1"
 
 
 def python_models(names: Iterable[str]) -> list[PythonModelSpec]:

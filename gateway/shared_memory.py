@@ -11,7 +11,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 import tritonclient.utils.shared_memory as shm
-from tritonclient.utils import triton_to_np_dtype
+
+from gateway.datatypes import numpy_dtype
 
 SHM_ALIGNMENT: Final = 64
 # Triton drops its hold on a region only after it has sent the response that points into it, so
@@ -58,10 +59,10 @@ def read_output(handle: Any, result: Any, slot: Slot, model: str) -> npt.NDArray
     tensor = result.get_output(slot.name)
     if tensor is None:
         raise RegionReadError(f"model '{model}' returned no output '{slot.name}'")
-    found = triton_to_np_dtype(tensor.datatype)
-    if found is None or np.dtype(found).kind == "O":
-        raise RegionReadError(f"output '{slot.name}' of '{model}' is {tensor.datatype}: no region")
-    dtype = np.dtype(found)
+    try:
+        dtype = numpy_dtype(tensor.datatype)
+    except TypeError as exc:
+        raise RegionReadError(f"output '{slot.name}' of '{model}': {exc}") from exc
     shape = [int(dim) for dim in tensor.shape]
     if int(np.prod(shape)) * dtype.itemsize > slot.nbytes:
         raise RegionReadError(f"output '{slot.name}' of '{model}' overflows its region")

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 import tritonclient.utils.shared_memory as shm
-from numpy.typing import DTypeLike, NDArray
+from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException
 
+from gateway.datatypes import triton_datatype
 from gateway.errors import (
     FacetError,
     ModelNotReady,
@@ -73,45 +73,10 @@ PROBE_TIMEOUT_S = 2.0  # deadline of one readiness RPC
 CLEANUP_TIMEOUT_S = 5.0  # unregistering a region must not wait on the request's spent deadline
 DEFAULT_OUTPUT_REGION_BYTES = 256 * 1024 * 1024  # sparse: tmpfs uses pages only when written
 
-_DATATYPES: dict[np.dtype[Any], str] = {
-    np.dtype(np.bool_): "BOOL",
-    np.dtype(np.uint8): "UINT8",
-    np.dtype(np.uint16): "UINT16",
-    np.dtype(np.uint32): "UINT32",
-    np.dtype(np.uint64): "UINT64",
-    np.dtype(np.int8): "INT8",
-    np.dtype(np.int16): "INT16",
-    np.dtype(np.int32): "INT32",
-    np.dtype(np.int64): "INT64",
-    np.dtype(np.float16): "FP16",
-    np.dtype(np.float32): "FP32",
-    np.dtype(np.float64): "FP64",
-}
-_NUMPY_TYPES = {datatype: dtype for dtype, datatype in _DATATYPES.items()}
-
 _MODEL_MISSING_TEXT = ("unknown model", "not ready", "not at ready state", "no available versions")
 _QUEUE_FULL_TEXT = "exceeds maximum queue size"
 
 _TritonFailure = (InferenceServerException, grpc.RpcError, shm.SharedMemoryException, OSError)
-
-
-def triton_datatype(dtype: DTypeLike) -> str:
-    """Return Triton's datatype name for a numpy dtype; TypeError for one Triton cannot take.
-
-    Non-native byte order is refused too: Triton reads tensors as little-endian bytes.
-    """
-    found = _DATATYPES.get(np.dtype(dtype))
-    if found is None:
-        raise TypeError(f"numpy dtype {np.dtype(dtype)!s} has no Triton datatype")
-    return found
-
-
-def numpy_dtype(datatype: str) -> np.dtype[Any]:
-    """Return the numpy dtype for a Triton datatype name; TypeError for BYTES and the like."""
-    found = _NUMPY_TYPES.get(datatype)
-    if found is None:
-        raise TypeError(f"Triton datatype {datatype!r} has no fixed-size numpy dtype")
-    return found
 
 
 def channel_options() -> list[tuple[str, int]]:

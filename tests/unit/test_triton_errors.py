@@ -11,6 +11,7 @@ import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 from tritonclient.utils.shared_memory import SharedMemoryException
 
+from gateway.datatypes import numpy_dtype, triton_datatype
 from gateway.errors import (
     ModelNotReady,
     Overloaded,
@@ -30,9 +31,7 @@ from gateway.shared_memory import (
 from gateway.triton_client import (
     DEFAULT_OUTPUT_REGION_BYTES,
     map_triton_error,
-    numpy_dtype,
     plan_region,
-    triton_datatype,
 )
 
 MODEL = "upscale_realesrgan_x4plus"
