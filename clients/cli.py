@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from clients.errors import FacetClientError
+from triton_core.tiling import DEFAULT_PRE_PAD, DEFAULT_TILE, DEFAULT_TILE_PAD
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,10 +33,6 @@ PROG: Final = "facet"
 GRPC_URL: Final = os.environ.get("FACET_TRITON_URL", "127.0.0.1:8001")
 REST_URL: Final = os.environ.get("FACET_GATEWAY_URL", "http://127.0.0.1:8000")
 DEFAULT_MODEL: Final = "realesrgan_x4plus"
-DEFAULT_TILE: Final = 128
-DEFAULT_TILE_PAD: Final = 10
-DEFAULT_PRE_PAD: Final = 10
-DEFAULT_BATCH: Final = 4
 DEFAULT_TIMEOUT_S: Final = 600.0
 FACE_MODEL: Final = "gfpgan_v1_4"
 # Local files are not uploads: allow more than the gateway does, but stay clear of a 4×
@@ -285,7 +282,7 @@ def add_upscale(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     grpc_only.add_argument(
         "--batch",
         type=positive_int,
-        help=f"tiles per Triton request (default: {DEFAULT_BATCH})",
+        help="tiles per Triton request (default and ceiling: the model config's max_batch_size)",
     )
     grpc_only.add_argument(
         "--shm",
@@ -460,7 +457,7 @@ def _decode(data: bytes, name: str, *, max_pixels: int = LOCAL_MAX_PIXELS) -> De
 def upscale_grpc(args: argparse.Namespace, target: ImageFormat | None) -> int:
     from clients.triton_grpc import FacetTritonClient
     from gateway.imageio import output_format_for
-    from gateway.pipelines.tiling import plan_tiles
+    from triton_core.tiling import plan_tiles
 
     decoded = _decode(_read_input(args.input), str(args.input))
     fmt = target or output_format_for(decoded, outscale=args.scale)
@@ -483,7 +480,7 @@ def upscale_grpc(args: argparse.Namespace, target: ImageFormat | None) -> int:
             tile=tile,
             tile_pad=tile_pad,
             pre_pad=DEFAULT_PRE_PAD if args.pre_pad is None else args.pre_pad,
-            batch=args.batch or DEFAULT_BATCH,
+            batch=args.batch,
             progress=lambda fraction: bar.update(round(fraction * tiles) - bar.n),
         )
     rgb, alpha = upscaled[..., :3], (upscaled[..., 3] if upscaled.shape[2] == 4 else None)

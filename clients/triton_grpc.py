@@ -38,12 +38,19 @@ from clients.errors import (
     ServerError,
     UnavailableError,
 )
-from gateway.datatypes import triton_datatype
 from gateway.errors import FacetError as GatewayError
 from gateway.pipelines.triton_upscaler import NATIVE_SCALE
 from gateway.pipelines.upscale import UpscaleOptions
 from gateway.pipelines.upscale import upscale_image as pipeline_upscale_image
-from gateway.shared_memory import (
+from gateway.triton_client import (
+    channel_options,
+    read_message,
+    read_status,
+)
+from triton_core.batching import batch_slices
+from triton_core.catalog import ModelFacts, facts_from_config
+from triton_core.datatypes import triton_datatype
+from triton_core.shared_memory import (
     SHM_ALIGNMENT,
     UNREGISTER_PAUSES_S,
     RegionReadError,
@@ -53,11 +60,7 @@ from gateway.shared_memory import (
     is_region_busy,
     read_output,
 )
-from gateway.triton_client import (
-    channel_options,
-    read_message,
-    read_status,
-)
+from triton_core.tiling import DEFAULT_PRE_PAD, DEFAULT_TILE, DEFAULT_TILE_PAD
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +184,7 @@ class FacetTritonClient:
         self.shared_memory = shared_memory
         self.timeout_s = timeout_s
         self._client = grpcclient.InferenceServerClient(url, channel_args=channel_options())
+        self._facts: dict[str, ModelFacts] = {}
 
     def close(self) -> None:
         self._client.close()
@@ -236,6 +240,16 @@ class FacetTritonClient:
             outputs=tuple(_tensor_spec(spec) for spec in metadata.get("outputs", [])),
         )
 
+    def model_facts(self, model: str) -> ModelFacts:
+        """What Triton's config says of `model`: batch limit, tensors, weight facts (cached)."""
+        if model not in self._facts:
+            try:
+                answer = self._client.get_model_config(model, client_timeout=self.timeout_s)
+            except _FAILURES as exc:
+                raise map_grpc_error(exc, url=self.url, model=model) from exc
+            self._facts[model] = facts_from_config(answer.config)
+        return self._facts[model]
+
     def statistics(self, model: str, version: str = "") -> ModelStatistics:
         """Triton's inference statistics of exactly `model` (an ensemble or a float model)."""
         try:
@@ -272,11 +286,16 @@ class FacetTritonClient:
     def upscale_tiles(self, tiles: UInt8Array, model: str = DEFAULT_MODEL) -> UInt8Array:
         """N×h×w×3 uint8 RGB tiles → N×4h×4w×3 through the uint8 ensemble `upscale_<model>`.
 
-        Triton batches requests, so equal-shaped tiles sent together run as one batch.
+        More tiles than the ensemble's config allows per call go as several calls, in order.
         """
         if tiles.dtype != np.uint8 or tiles.ndim != 4 or tiles.shape[3] != 3 or not tiles.size:
             raise ValueError(f"tiles must be N×h×w×3 uint8, got {tiles.shape} {tiles.dtype}")
         ensemble = ensemble_for(model)
+        limit = self.model_facts(ensemble).max_batch_size
+        if len(tiles) > limit:
+            return np.concatenate(
+                [self.upscale_tiles(tiles[part], model) for part in batch_slices(len(tiles), limit)]
+            )
         expected = (
             tiles.shape[0],
             tiles.shape[1] * NATIVE_SCALE,
@@ -302,19 +321,20 @@ class FacetTritonClient:
         *,
         model: str = DEFAULT_MODEL,
         outscale: int = 4,
-        tile: int = 128,
-        tile_pad: int = 10,
-        pre_pad: int = 10,
-        batch: int = 4,
+        tile: int = DEFAULT_TILE,
+        tile_pad: int = DEFAULT_TILE_PAD,
+        pre_pad: int = DEFAULT_PRE_PAD,
+        batch: int | None = None,
         progress: Progress | None = None,
     ) -> UInt8Array:
         """Upscale an H×W×3 (or H×W×4 RGBA) uint8 image to outscale·H × outscale·W.
 
         The gateway's pipeline does the tiling: Real-ESRGAN's grid of `tile`-pixel cores with
         `tile_pad` pixels of context, `pre_pad` reflected pixels bottom/right, `batch` tiles per
-        request and two requests in flight. `outscale` 2 resizes the native ×4 result with area
-        averaging. An alpha channel is resized linearly, as the gateway does. `progress` gets the
-        fraction of tiles done (0..1] after each batch.
+        request (default and ceiling: the ensemble's max_batch_size) and two requests in
+        flight. `outscale` 2 resizes the native ×4 result with area averaging. An alpha channel
+        is resized linearly, as the gateway does. `progress` gets the fraction of tiles done
+        (0..1] after each batch.
         """
         image = np.asarray(rgb)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
@@ -326,9 +346,8 @@ class FacetTritonClient:
             tile_size=tile,
             tile_pad=tile_pad,
             pre_pad=pre_pad,
-            tile_batch=batch,
         )
-        session = _TileSession(self, model)
+        session = _TileSession(self, model, batch)
         try:
             out_rgb, out_alpha = _run_sync(
                 pipeline_upscale_image(color, alpha, session, options, on_progress=progress)
@@ -433,9 +452,14 @@ class _TileSession:
 
     scale = NATIVE_SCALE
 
-    def __init__(self, client: FacetTritonClient, model: str) -> None:
+    def __init__(self, client: FacetTritonClient, model: str, batch: int | None) -> None:
         self._client = client
         self._model = model
+        self._batch = batch
+
+    async def batch_limit(self) -> int:
+        facts = await asyncio.to_thread(self._client.model_facts, ensemble_for(self._model))
+        return min(self._batch or facts.max_batch_size, facts.max_batch_size)
 
     async def upscale_tiles(self, tiles: UInt8Array) -> UInt8Array:
         return await asyncio.to_thread(self._client.upscale_tiles, tiles, self._model)

@@ -19,7 +19,7 @@ from export.registry import (
     expand,
     known_names,
 )
-from export.repository import install_python_model, python_models
+from export.repository import install_python_model, python_models, stamp_weight_facts
 from export.triton_config import config_files, write_configs
 
 DESCRIPTION = """\
@@ -108,6 +108,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         specs = expand(args.models)
         for spec in specs:
             print(describe(export_any(spec, options)), flush=True)
+            for path in stamp_weight_facts(args.repository / spec.name):
+                print(f"  {path}: weight facts updated", flush=True)
         for python_model in python_models(args.models):
             install_python_model(python_model, args.repository)
             print(f"{python_model.name}: installed (Python backend source)", flush=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from export.pipeline import VERSION, ExportOptions, ExportOutcome, export_any
 from export.registry import ENSEMBLES, PYTHON_MODELS, expand
-from export.triton_config import PythonModelSpec
+from export.triton_config import PythonModelSpec, parse_config, to_text
+from export.weight_facts import apply_facts, has_facts, installed_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_REPOSITORY = ROOT / "model_repository"
@@ -55,9 +56,29 @@ def build_repository(names: Sequence[str], options: ExportOptions) -> list[Expor
         )
         if not (target.exists() and target.samefile(committed)):
             shutil.copy(committed, target)
+        stamp_weight_facts(root / name)
     for spec in python_models(names):
         install_python_model(spec, root)
     return outcomes
+
+
+def stamp_weight_facts(model_dir: Path) -> list[Path]:
+    """Write the installed model's weight facts (from its manifest) into each of its configs,
+    config.pbtxt and the alternatives under configs/, so Triton serves them with the config.
+    A config already right is left untouched; returns the files rewritten."""
+    facts = installed_facts(model_dir)
+    if facts is None:
+        return []
+    rewritten = []
+    for path in [model_dir / "config.pbtxt", *sorted((model_dir / "configs").glob("*.pbtxt"))]:
+        if not path.is_file():
+            continue
+        config = parse_config(path)
+        if not has_facts(config, facts):
+            apply_facts(config, facts)
+            path.write_text(to_text(config))
+            rewritten.append(path)
+    return rewritten
 
 
 def _same_folder(a: Path, b: Path) -> bool:

@@ -16,6 +16,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 from export.graphs import GraphSpec
 from export.packaged import PackagedOnnxSpec
 from export.spec import Batching, ModelSpec, TensorSpec
+from export.weight_facts import apply_facts, default_facts
+from triton_core.catalog import COMPOSED_OF
 
 CPU_BACKEND = "facet_ort"
 GPU_ORT_TRT = "gpu_ort_trt"
@@ -87,13 +89,17 @@ def _dynamic_batching(batching: Batching) -> mc.ModelDynamicBatching:
 
 
 def _base(spec: AnySpec) -> mc.ModelConfig:
-    return mc.ModelConfig(
+    config = mc.ModelConfig(
         name=spec.name,
         max_batch_size=spec.batching.max_batch_size,
         input=_tensors(spec.inputs, mc.ModelInput),
         output=_tensors(spec.outputs, mc.ModelOutput),
         dynamic_batching=_dynamic_batching(spec.batching),
     )
+    # Every deployment's config says which weights it serves; the install rewrites these
+    # when it installs other weights than the default offline build's.
+    apply_facts(config, default_facts(spec))
+    return config
 
 
 def render_cpu(spec: AnySpec) -> mc.ModelConfig:
@@ -179,6 +185,8 @@ def render_python(spec: PythonModelSpec) -> mc.ModelConfig:
         tensor.optional = tensor.name in spec.optional_inputs
     for key, value in spec.parameters:
         config.parameters[key].string_value = value
+    # What it calls: clients derive its weight facts from those models' configs.
+    config.parameters[COMPOSED_OF].string_value = ",".join(spec.requires)
     return config
 
 

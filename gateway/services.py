@@ -15,13 +15,13 @@ from gateway.jobs.recovery import recover_jobs
 from gateway.jobs.runner import JobHandler, JobRunner
 from gateway.jobs.store import JobStore
 from gateway.jobs.upscale_job import UpscaleJob
-from gateway.manifests import ModelInfo, read_model_info
 from gateway.observability import GatewayMetrics
 from gateway.pipelines.triton_upscaler import TritonTileUpscaler
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
 from gateway.storage import FileStore
 from gateway.triton_client import TritonClient
+from triton_core.catalog import WeightFacts
 
 log = logging.getLogger(__name__)
 CLEANUP_INTERVAL_S = 60.0
@@ -44,8 +44,9 @@ class Services:
     started_at: float = field(default_factory=time.time)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def upscale_model(self) -> ModelInfo:
-        return read_model_info(self.settings.model_repository, self.settings.upscale_model)
+    def upscale_weights(self) -> WeightFacts:
+        """The weights behind the upscale ensemble, as Triton's configs say."""
+        return self.triton.catalog.weights(self.upscaler.ensemble)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from triton_core.tiling import DEFAULT_PRE_PAD, DEFAULT_TILE, DEFAULT_TILE_PAD
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FACET_", frozen=True)
@@ -30,10 +32,6 @@ class Settings(BaseSettings):
         default=False, description="send large tensors through system shared memory (same host)"
     )
     triton_readiness_interval_s: float = 5.0
-    model_repository: Path = Field(
-        default=Path("model_repository"),
-        description="read for the models' manifest.json (weight source, synthetic or not)",
-    )
 
     # Uploads and images
     max_upload_bytes: int = 15 * 1024 * 1024  # the seed's documented limit
@@ -42,10 +40,9 @@ class Settings(BaseSettings):
 
     # Upscaling
     upscale_model: str = "realesrgan_x4plus"
-    tile_size: int = 128
-    tile_pad: int = 10
-    pre_pad: int = 10
-    tile_batch: int = 4
+    tile_size: int = DEFAULT_TILE
+    tile_pad: int = DEFAULT_TILE_PAD
+    pre_pad: int = DEFAULT_PRE_PAD
 
     # Face restoration and fetching image_urls (/batch)
     restore_concurrency: int = Field(default=2, ge=1, description="/restore calls at once")

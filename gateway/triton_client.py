@@ -29,7 +29,6 @@ import tritonclient.utils.shared_memory as shm
 from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException
 
-from gateway.datatypes import triton_datatype
 from gateway.errors import (
     FacetError,
     ModelNotReady,
@@ -39,7 +38,9 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.settings import Settings
-from gateway.shared_memory import (
+from triton_core.catalog import ModelCatalog, ModelFacts, facts_from_config
+from triton_core.datatypes import triton_datatype
+from triton_core.shared_memory import (
     SHM_ALIGNMENT,
     UNREGISTER_PAUSES_S,
     RegionReadError,
@@ -186,6 +187,7 @@ class TritonClient:
         self._poller: asyncio.Task[None] | None = None
         self._models: set[str] = set()
         self._state = _Readiness()
+        self._catalog = ModelCatalog()
 
     async def start(self) -> None:
         """Open the channel and start polling readiness; call from the serving event loop."""
@@ -326,6 +328,35 @@ class TritonClient:
         self._state.models[model] = ready
         return ready
 
+    @property
+    def catalog(self) -> ModelCatalog:
+        """What Triton's configs said at the last readiness poll (or on-demand lookup)."""
+        return self._catalog
+
+    async def current_catalog(self) -> ModelCatalog:
+        """The catalog, polled now if no poll has run yet; Unavailable while the last poll
+        could not reach Triton (so "not installed" is never said of an unreachable server)."""
+        if self._state.checked_at is None:
+            await self.check_readiness()
+        if self._state.error is not None and not self._state.server_ready:
+            raise Unavailable("inference server unavailable", retry_after=UNAVAILABLE_RETRY_AFTER_S)
+        return self._catalog
+
+    async def model_facts(self, model: str) -> ModelFacts:
+        """The facts of `model` from the catalog, asking Triton now if it has none yet (a poll
+        that ran before the model loaded); ModelNotReady/Unavailable when Triton cannot say."""
+        known = self._catalog.get(model)
+        if known is not None:
+            return known
+        client = self._require_client()
+        try:
+            answer = await client.get_model_config(model, client_timeout=self._probe_timeout())
+        except _TritonFailure as exc:
+            raise map_triton_error(exc, model) from exc
+        facts = facts_from_config(answer.config)
+        self._catalog = self._catalog.with_model(facts)
+        return facts
+
     def readiness(self) -> dict[str, Any]:
         """Return the last readiness poll: server live/ready, per-model ready, when, last error.
 
@@ -353,12 +384,26 @@ class TritonClient:
                 *(client.is_model_ready(name, client_timeout=timeout) for name in models)
             )
             state.models = {name: bool(ready) for name, ready in zip(models, answers, strict=True)}
+            self._catalog = await self._read_catalog(client, timeout)
         except _TritonFailure as exc:
             state.error = _describe(exc)
         state.checked_at = time.time()
         self._log_change(state)
         self._state = state
         return self.readiness()
+
+    async def _read_catalog(
+        self, client: grpcaio.InferenceServerClient, timeout: float
+    ) -> ModelCatalog:
+        """The configs of every ready model in Triton's repository, read afresh (a reloaded
+        model may have a new config under the same name)."""
+        index = await client.get_model_repository_index(client_timeout=timeout)
+        names = sorted({m.name for m in index.models if m.state == "READY"})
+        answers = await asyncio.gather(
+            *(client.get_model_config(name, client_timeout=timeout) for name in names)
+        )
+        facts = [facts_from_config(answer.config) for answer in answers]
+        return ModelCatalog(facts, listed=[m.name for m in index.models])
 
     async def _poll_readiness(self) -> None:
         """Refresh readiness forever; an unexpected error must not end the poll for good."""

@@ -654,7 +654,7 @@ def run_benchmark(options: Options) -> tuple[Results, Path, list[Target]]:
     manifest = read_manifest(repository, options.model)
     variant = str(manifest.get("variant", "tiny" if options.quick else "full"))
 
-    from gateway.pipelines.tiling import plan_tiles
+    from triton_core.tiling import plan_tiles
 
     tiles = samples.photo_tiles(DISTINCT_TILES, options.tile)
     floats = samples.to_nchw_float(tiles)

@@ -147,7 +147,6 @@ class Gateway:
                 "FACET_HOST": "127.0.0.1",
                 "FACET_PORT": str(self.port),
                 "FACET_TRITON_GRPC_URL": self.triton_grpc_url,
-                "FACET_MODEL_REPOSITORY": str(self.repository),
                 "FACET_DATA_DIR": str(self.data_dir),
                 "FACET_RATE_LIMITS_ENABLED": "false",
             }

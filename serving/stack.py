@@ -39,7 +39,6 @@ def gateway_environment(settings: StackSettings, server: TritonServer) -> dict[s
     env["FACET_TRITON_GRPC_URL"] = server.grpc_url
     env["FACET_HOST"] = settings.triton.host
     env["FACET_PORT"] = str(settings.gateway_port)
-    env.setdefault("FACET_MODEL_REPOSITORY", str(settings.triton.repositories[0]))
     return env
 
 

@@ -22,6 +22,7 @@ from export.spec import (
     TensorRTProfile,
     TensorSpec,
 )
+from triton_core.tiling import DEFAULT_TILE, DEFAULT_TILE_PAD, window_size
 
 BSD3 = "BSD-3-Clause (Real-ESRGAN, Xintao Wang)"
 # Opset 17: understood by every ORT we pin and by TensorRT ≥ 8.6; these convnets need nothing newer.
@@ -31,8 +32,9 @@ OPSET_REASON = (
 )
 # FP32 ORT vs PyTorch differ only by kernel summation order.
 ATOL = 1e-4
-# Tiles the gateway sends; the TensorRT profile is built around them.
-TILE = 128
+# The window the gateway sends (tile core plus context on both sides): the TensorRT profile's
+# optimum, so an engine is tuned for exactly what it receives.
+WINDOW = window_size(DEFAULT_TILE, DEFAULT_TILE_PAD)
 # The ncnn reference runs the full 16.7M-parameter network on the CPU: a 96 px photo keeps it
 # to seconds while still covering the whole image content.
 REFERENCE_SIZE = 96
@@ -40,7 +42,7 @@ REFERENCE_MIN_PSNR_DB = 40.0
 
 SR_INPUTS = (TensorSpec("low_res", "TYPE_FP32", (3, -1, -1)),)
 SR_OUTPUTS = (TensorSpec("high_res", "TYPE_FP32", (3, -1, -1)),)
-SR_PROFILE = TensorRTProfile((1, 3, 64, 64), (4, 3, TILE, TILE), (8, 3, 2 * TILE, 2 * TILE))
+SR_PROFILE = TensorRTProfile((1, 3, 64, 64), (4, 3, WINDOW, WINDOW), (8, 3, 2 * WINDOW, 2 * WINDOW))
 PREPOST = ("image_to_tensor", "tensor_to_image")
 
 

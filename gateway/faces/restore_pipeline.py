@@ -5,7 +5,7 @@ are skipped (`eye_dist_threshold=5`), `only_center_face` keeps the face whose bo
 nearest the image centre, each face is cut out at 512×512 on the FFHQ template, restored, and
 pasted onto the background upscaled by `upscale` (a background enhancer such as Real-ESRGAN, or a
 Lanczos resize). Unlike upstream, which runs the network once per face, all crops of an image go
-to the restorer together, in chunks of `face_batch`.
+to the restorer together; the restorer session splits them by its model's batch limit.
 
 `weight` is this gateway's blend of restored and original crops, restored·weight +
 crop·(1 − weight), applied before paste-back. (GFPGANer passes its `weight` argument into the
@@ -39,7 +39,6 @@ DEFAULT_UPSCALE: Final = 2  # inference_gfpgan.py's --upscale default
 MAX_UPSCALE: Final = 4
 DEFAULT_MIN_SCORE: Final = 0.9  # facexlib's RetinaFace uses 0.97; other detectors score lower
 DEFAULT_MAX_FACES: Final = 20  # each face is one 512² model input; bounds a request's cost
-DEFAULT_FACE_BATCH: Final = 8
 MIN_EYE_DISTANCE: Final = 5.0  # GFPGANer: eye_dist_threshold=5 pixels
 
 
@@ -69,7 +68,6 @@ async def restore_image(
     only_center_face: bool = False,
     min_score: float = DEFAULT_MIN_SCORE,
     max_faces: int = DEFAULT_MAX_FACES,
-    face_batch: int = DEFAULT_FACE_BATCH,
 ) -> RestoreOutcome:
     """Restore every face of an H×W×3 uint8 RGB image; the result is (H·upscale)×(W·upscale).
 
@@ -78,13 +76,13 @@ async def restore_image(
     for bad arguments and UpstreamError when a model answers with the wrong shape; the
     detector's, restorer's and enhancer's own errors propagate unchanged.
     """
-    check_arguments(rgb, weight, upscale, max_faces, face_batch)
+    check_arguments(rgb, weight, upscale, max_faces)
     selection = FaceSelection(min_score, only_center_face, max_faces)
     # The background (often a whole-image super-resolution) runs while faces are restored.
     # Errors propagate as themselves (not as an ExceptionGroup) for the gateway's error mapping.
     base = asyncio.create_task(make_background(rgb, upscale, background))
     try:
-        restored = await detect_and_restore(rgb, detector, restorer, selection, weight, face_batch)
+        restored = await detect_and_restore(rgb, detector, restorer, selection, weight)
         backdrop, kind = await base
     finally:
         base.cancel()  # no-op once it has finished
@@ -124,7 +122,6 @@ async def detect_and_restore(
     restorer: FaceRestorer,
     selection: FaceSelection,
     weight: float,
-    face_batch: int,
 ) -> RestoredFaces:
     detected = await detector.detect(rgb, min_score=selection.min_score)
     faces = select_faces(
@@ -134,21 +131,19 @@ async def detect_and_restore(
         only_center_face=selection.only_center_face,
         max_faces=selection.max_faces,
     )
-    affines, crops = await restore_crops(rgb, faces, restorer, weight, face_batch)
+    affines, crops = await restore_crops(rgb, faces, restorer, weight)
     return RestoredFaces(len(detected), faces, affines, crops)
 
 
-def check_arguments(
-    rgb: Image, weight: float, upscale: int, max_faces: int, face_batch: int
-) -> None:
+def check_arguments(rgb: Image, weight: float, upscale: int, max_faces: int) -> None:
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"rgb must be H×W×3 uint8, got {rgb.shape} {rgb.dtype}")
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"weight must be within 0..1, got {weight}")
     if not 1 <= upscale <= MAX_UPSCALE:
         raise ValueError(f"upscale must be within 1..{MAX_UPSCALE}, got {upscale}")
-    if max_faces < 1 or face_batch < 1:
-        raise ValueError("max_faces and face_batch must be at least 1")
+    if max_faces < 1:
+        raise ValueError("max_faces must be at least 1")
 
 
 def select_faces(
@@ -204,34 +199,24 @@ def resize_lanczos(image: Image, size: tuple[int, int]) -> Image:
 
 
 async def restore_crops(
-    rgb: Image, faces: Sequence[Face], restorer: FaceRestorer, weight: float, face_batch: int
+    rgb: Image, faces: Sequence[Face], restorer: FaceRestorer, weight: float
 ) -> tuple[list[Affine], Image]:
-    """Align every face, restore the crops in batches and blend them with `weight`."""
+    """Align every face, restore the crops and blend them with `weight`."""
     if not faces:
         return [], np.empty((0, FFHQ_SIZE, FFHQ_SIZE, 3), dtype=np.uint8)
     affines = [estimate_affine(face.landmarks, FFHQ_TEMPLATE_512) for face in faces]
     crops = await asyncio.to_thread(crop_faces, rgb, affines)
-    restored = await restore_in_batches(restorer, crops, face_batch)
+    restored = await restorer.restore(crops)
+    if restored.shape != crops.shape or restored.dtype != np.uint8:
+        raise UpstreamError(
+            f"face restorer returned {restored.shape} {restored.dtype}; "
+            f"expected {crops.shape} uint8"
+        )
     return affines, await asyncio.to_thread(blend_weight, restored, crops, weight)
 
 
 def crop_faces(rgb: Image, affines: Sequence[Affine]) -> Image:
     return np.stack([warp_face(rgb, affine, FFHQ_SIZE) for affine in affines])
-
-
-async def restore_in_batches(restorer: FaceRestorer, crops: Image, face_batch: int) -> Image:
-    """One restorer call per `face_batch` crops (one call for a typical photo), in order."""
-    outputs = []
-    for start in range(0, len(crops), face_batch):
-        batch = crops[start : start + face_batch]
-        restored = await restorer.restore(batch)
-        if restored.shape != batch.shape or restored.dtype != np.uint8:
-            raise UpstreamError(
-                f"face restorer returned {restored.shape} {restored.dtype}; "
-                f"expected {batch.shape} uint8"
-            )
-        outputs.append(restored)
-    return np.concatenate(outputs)
 
 
 def blend_weight(restored: Image, crops: Image, weight: float) -> Image:

@@ -12,16 +12,16 @@ from gateway.errors import BadRequest, ModelNotReady
 from gateway.faces.restore_pipeline import RestoreOutcome, restore_image
 from gateway.faces.triton_sessions import (
     DETECTORS,
+    RESTORE_ENSEMBLE_PREFIX,
     RESTORERS,
-    WEIGHTS_OF,
     TritonFaceDetector,
     TritonFaceRestorer,
 )
-from gateway.manifests import ModelInfo, read_model_info
 from gateway.pipelines.triton_upscaler import TritonTileUpscaler
 from gateway.pipelines.upscale import UpscaleOptions, upscale_image
 from gateway.settings import Settings
 from gateway.triton_client import TritonClient
+from gateway.weights import describe_model, synthetic_in
 
 Image = npt.NDArray[np.uint8]
 
@@ -45,19 +45,23 @@ class RestoreService:
         self._client = client
         self._upscaler = upscaler
 
-    def models(self) -> dict[str, ModelInfo]:
-        return {name: self._info(name) for name in (*RESTORERS.values(), *DETECTORS.values())}
+    def models(self) -> dict[str, dict[str, object]]:
+        """Health's entries for the restorers and detectors, keyed by model name."""
+        catalog = self._client.catalog
+        served = {m: f"{RESTORE_ENSEMBLE_PREFIX}{m}" for m in RESTORERS.values()}
+        served.update({m: m for m in DETECTORS.values()})
+        return {name: describe_model(catalog, model) for name, model in served.items()}
 
-    def _info(self, name: str) -> ModelInfo:
-        return read_model_info(self._settings.model_repository, WEIGHTS_OF.get(name, name))
+    async def installed_versions(self) -> list[str]:
+        """The versions whose restore ensemble is in Triton's repository (ready or loading)."""
+        catalog = await self._client.current_catalog()
+        return [
+            v for v, m in RESTORERS.items() if catalog.is_installed(f"{RESTORE_ENSEMBLE_PREFIX}{m}")
+        ]
 
-    def installed_versions(self) -> list[str]:
-        repository = self._settings.model_repository
-        return [v for v, m in RESTORERS.items() if read_model_info(repository, m).installed]
-
-    def check_options(self, options: RestoreOptions) -> None:
+    async def check_options(self, options: RestoreOptions) -> None:
         """400 for what the client chose wrongly, naming what would have been accepted."""
-        versions = self.installed_versions()
+        versions = await self.installed_versions()
         if options.version not in versions:
             raise BadRequest(
                 f"version '{options.version}' is not installed; installed: {versions or 'none'}"
@@ -100,7 +104,9 @@ class RestoreService:
         return upscaled
 
     def synthetic_models(self, options: RestoreOptions) -> list[str]:
-        names = [RESTORERS[options.version], DETECTORS[options.detector]]
+        """The models with synthetic weights that a restoration with `options` uses."""
+        served = [f"{RESTORE_ENSEMBLE_PREFIX}{RESTORERS[options.version]}"]
+        served.append(DETECTORS[options.detector])
         if options.background_enhance:
-            names.append(self._settings.upscale_model)
-        return [n for n in names if self._info(n).synthetic]
+            served.append(self._upscaler.ensemble)
+        return synthetic_in(self._client.catalog, served)

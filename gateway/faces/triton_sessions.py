@@ -7,11 +7,17 @@ import numpy.typing as npt
 
 from gateway.faces.types import Face
 from gateway.triton_client import TritonClient
+from triton_core.batching import run_in_batches
 
+# The API's names for the served models (the seed's `face_detector_model` and `version`).
 DETECTORS = {"mtcnn": "face_detect_mtcnn", "scrfd": "face_detect_scrfd"}
-# A cascade model has no weights of its own: the manifest of the nets it calls says what it runs.
-WEIGHTS_OF = {"face_detect_mtcnn": "mtcnn_onet", "face_detect_scrfd": "scrfd_10g"}
 RESTORERS = {"1.4": "gfpgan_v1_4"}
+RESTORE_ENSEMBLE_PREFIX = "restore_"
+# The tensors each session sends and reads; a unit test checks them against the committed configs.
+DETECTOR_INPUTS = {"image": "UINT8", "score_threshold": "FP32"}
+DETECTOR_OUTPUTS = ("boxes", "scores", "landmarks")
+RESTORER_INPUT = "face"
+RESTORER_OUTPUT = "restored_face"
 
 
 class TritonFaceDetector:
@@ -26,7 +32,7 @@ class TritonFaceDetector:
                 "image": np.ascontiguousarray(rgb),
                 "score_threshold": np.array([min_score], np.float32),
             },
-            ["boxes", "scores", "landmarks"],
+            list(DETECTOR_OUTPUTS),
         )
         boxes, scores, landmarks = outputs["boxes"], outputs["scores"], outputs["landmarks"]
         return [
@@ -39,8 +45,15 @@ class TritonFaceRestorer:
     def __init__(self, client: TritonClient, model: str = RESTORERS["1.4"]) -> None:
         self._client = client
         self.model = model
-        self.ensemble = f"restore_{model}"
+        self.ensemble = f"{RESTORE_ENSEMBLE_PREFIX}{model}"
 
     async def restore(self, faces: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-        outputs = await self._client.infer(self.ensemble, {"face": faces}, ["restored_face"])
-        return outputs["restored_face"].astype(np.uint8, copy=False)
+        """Any number of aligned 512² crops, sent in chunks of the ensemble's batch limit."""
+        limit = (await self._client.model_facts(self.ensemble)).max_batch_size
+        return await run_in_batches(self._restore_batch, faces, limit)
+
+    async def _restore_batch(self, faces: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        outputs = await self._client.infer(
+            self.ensemble, {RESTORER_INPUT: faces}, [RESTORER_OUTPUT]
+        )
+        return outputs[RESTORER_OUTPUT].astype(np.uint8, copy=False)

@@ -15,6 +15,7 @@ from gateway.jobs.restorations import store_restoration
 from gateway.jobs.store import Job, JobStore
 from gateway.settings import Settings
 from gateway.storage import FileStore
+from gateway.weights import synthetic_warning
 
 
 def fetch_policy(settings: Settings) -> FetchPolicy:
@@ -48,7 +49,11 @@ class BatchRestoreJob:
             await asyncio.to_thread(
                 self._store.set_progress, job.id, int(99 * (index + 1) / len(urls))
             )
-        await asyncio.to_thread(self._store.complete, job.id, None, None, None)
+        if any(result["status"] == "completed" for result in results):
+            await asyncio.to_thread(self._store.complete, job.id, None, None, None)
+        else:  # nothing to download: the batch failed, each item keeps its own reason
+            reason = f"none of the {len(urls)} images could be restored"
+            await asyncio.to_thread(self._store.fail, job.id, reason)
 
     async def _restore_one(self, url: str, options: RestoreOptions) -> dict[str, Any]:
         try:
@@ -67,10 +72,16 @@ class BatchRestoreJob:
             )
         except FacetError as exc:
             return {"url": url, "status": "failed", "error": exc.detail}
-        return {
+        result: dict[str, Any] = {
             "url": url,
             "status": "completed",
             "restoration_id": restored.id,
             "download_url": f"/download/{restored.id}",
+            "faces_detected": outcome.detected_count,
             "faces_restored": outcome.restored_count,
         }
+        synthetic = self._faces.synthetic_models(options)
+        if synthetic:
+            result["synthetic_models"] = synthetic
+            result["warning"] = synthetic_warning(synthetic)
+        return result

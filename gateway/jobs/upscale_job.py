@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -19,8 +20,11 @@ from gateway.pipelines.triton_upscaler import TritonTileUpscaler
 from gateway.pipelines.upscale import UpscaleOptions, upscale_image
 from gateway.settings import Settings
 from gateway.storage import FileStore
+from gateway.weights import synthetic_in
 
 Image = npt.NDArray[np.uint8]
+# Upstream's --face_enhance: GFPGAN on the faces, Real-ESRGAN on the rest.
+FACE_ENHANCE = RestoreOptions(background_enhance=True)
 
 
 class UpscaleJob:
@@ -55,6 +59,9 @@ class UpscaleJob:
                 on_progress=lambda fraction: self._store.set_progress(job.id, int(fraction * 99)),
                 is_cancelled=lambda: self._store.status_of(job.id) != "processing",
             )
+        # What this run used, recorded with the job: its status says so even if the models change.
+        synthetic = {"synthetic_models": self.synthetic_models(job.parameters)}
+        await asyncio.to_thread(self._store.set_outcome, job.id, synthetic)
         fmt = output_format_for(decoded, outscale=scale)
         encoded = await asyncio.to_thread(
             encode_image, rgb, alpha, fmt, grayscale=decoded.was_grayscale
@@ -69,11 +76,17 @@ class UpscaleJob:
         pixels = decoded.rgb.shape[0] * decoded.rgb.shape[1]
         self.observed_seconds.append((time.monotonic() - started) / max(1, pixels))
 
+    def synthetic_models(self, parameters: dict[str, object]) -> list[str]:
+        """The models on synthetic weights that a job with `parameters` runs."""
+        if parameters.get("face_enhance"):
+            return self._faces.synthetic_models(FACE_ENHANCE)
+        return synthetic_in(self._upscaler.catalog(), [self._upscaler.ensemble])
+
     async def _enhance_faces(
         self, rgb: Image, alpha: Image | None, scale: int
     ) -> tuple[Image, Image | None]:
         """GFPGAN on every face, Real-ESRGAN on the rest, as upstream's --face_enhance does."""
-        options = RestoreOptions(upscale=scale, background_enhance=True)
+        options = replace(FACE_ENHANCE, upscale=scale)
         outcome = await self._faces.restore(rgb, options)
         if alpha is None:
             return outcome.image, None

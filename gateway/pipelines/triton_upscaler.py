@@ -1,4 +1,5 @@
-"""The tile session backed by Triton: the uint8 ensemble `upscale_<model>` does the work."""
+"""The tile session backed by Triton: the uint8 ensemble `upscale_<model>` does the work, in
+batches no larger than its config allows."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.triton_client import TritonClient
+from triton_core.batching import run_in_batches
+from triton_core.catalog import ModelCatalog
 
 NATIVE_SCALE = 4
+INPUT = "image"
+OUTPUT = "upscaled_image"
 
 
 class TritonTileUpscaler:
@@ -15,8 +20,19 @@ class TritonTileUpscaler:
 
     def __init__(self, client: TritonClient, model: str) -> None:
         self._client = client
+        self.model = model
         self.ensemble = f"upscale_{model}"
 
+    def catalog(self) -> ModelCatalog:
+        return self._client.catalog
+
+    async def batch_limit(self) -> int:
+        """Tiles per call, as the ensemble's config says."""
+        return (await self._client.model_facts(self.ensemble)).max_batch_size
+
     async def upscale_tiles(self, tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-        outputs = await self._client.infer(self.ensemble, {"image": tiles}, ["upscaled_image"])
-        return outputs["upscaled_image"].astype(np.uint8, copy=False)
+        return await run_in_batches(self._infer, tiles, await self.batch_limit())
+
+    async def _infer(self, tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        outputs = await self._client.infer(self.ensemble, {INPUT: tiles}, [OUTPUT])
+        return outputs[OUTPUT].astype(np.uint8, copy=False)

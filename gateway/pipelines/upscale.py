@@ -13,7 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.errors import JobCancelled, UpstreamError
-from gateway.pipelines.tiling import (
+from triton_core.batching import batch_slices
+from triton_core.tiling import (
     TilePlan,
     cut_tiles,
     place_tiles,
@@ -39,6 +40,10 @@ class TileUpscaler(Protocol):
     @property
     def scale(self) -> int: ...
 
+    async def batch_limit(self) -> int:
+        """The most tiles one call takes (for Triton: the model config's max_batch_size)."""
+        ...
+
     async def upscale_tiles(self, tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         """N×h×w×3 uint8 RGB in, N×(h·scale)×(w·scale)×3 uint8 RGB out."""
         ...
@@ -50,13 +55,12 @@ class UpscaleOptions:
     tile_size: int = 128
     tile_pad: int = 10
     pre_pad: int = 10
-    tile_batch: int = 4
 
     def __post_init__(self) -> None:
         if self.outscale not in ALLOWED_OUTSCALES:
             raise ValueError(f"outscale must be one of {ALLOWED_OUTSCALES}, got {self.outscale}")
-        if self.tile_size < 1 or self.tile_batch < 1:
-            raise ValueError("tile_size and tile_batch must be at least 1")
+        if self.tile_size < 1:
+            raise ValueError("tile_size must be at least 1")
         if self.tile_pad < 0 or self.pre_pad < 0:
             raise ValueError("tile_pad and pre_pad must not be negative")
 
@@ -67,7 +71,6 @@ class UpscaleOptions:
             tile_size=settings.tile_size,
             tile_pad=settings.tile_pad,
             pre_pad=settings.pre_pad,
-            tile_batch=settings.tile_batch,
         )
 
 
@@ -96,7 +99,7 @@ async def upscale_image(
         plans,
         session,
         native,
-        options.tile_batch,
+        await session.batch_limit(),
         on_progress=on_progress,
         is_cancelled=is_cancelled,
     )
@@ -154,16 +157,15 @@ async def upscale_batches(
     is_cancelled: CancelCheck | None,
 ) -> None:
     """Send tiles in batches, at most MAX_BATCHES_IN_FLIGHT at once, placing results in order."""
-    starts = deque(range(0, len(tiles), batch_size))
+    pending = deque(batch_slices(len(tiles), batch_size))
     in_flight: deque[tuple[asyncio.Task[npt.NDArray[np.uint8]], slice]] = deque()
     done = 0
     try:
-        while starts or in_flight:
+        while pending or in_flight:
             if is_cancelled is not None and is_cancelled():
                 raise JobCancelled("upscale cancelled")
-            if starts and len(in_flight) < MAX_BATCHES_IN_FLIGHT:
-                start = starts.popleft()
-                batch = slice(start, min(start + batch_size, len(tiles)))
+            if pending and len(in_flight) < MAX_BATCHES_IN_FLIGHT:
+                batch = pending.popleft()
                 in_flight.append((asyncio.create_task(session.upscale_tiles(tiles[batch])), batch))
                 continue
             task, batch = in_flight.popleft()

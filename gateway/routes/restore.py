@@ -18,10 +18,10 @@ from gateway.faces.service import RestoreOptions
 from gateway.imageio import decode_upload, output_format_for
 from gateway.jobs.restorations import store_restoration
 from gateway.jobs.store import Job
-from gateway.manifests import SYNTHETIC_WARNING
 from gateway.quality import analysis_block, compare_images
 from gateway.routes.deps import rate_limited, services_of
 from gateway.routes.upscale import read_limited, safe_filename
+from gateway.weights import synthetic_warning
 
 router = APIRouter()
 AVAILABLE_METRICS = ("psnr", "ssim")
@@ -91,7 +91,7 @@ async def restore(
         detector=face_detector_model,
         min_score=face_detector_score,
     )
-    services.faces.check_options(options)
+    await services.faces.check_options(options)
     data = await read_limited(file, services.settings.max_upload_bytes)
     decoded = await asyncio.to_thread(decode_upload, data, services.settings)
     await services.faces.check_ready(options)
@@ -112,7 +112,7 @@ async def restore(
     )
     height, width = decoded.rgb.shape[:2]
     out_height, out_width = outcome.image.shape[:2]
-    synthetic = services.faces.synthetic_models(options)
+    warning = synthetic_warning(services.faces.synthetic_models(options))
     return RestoreResponse(
         status="success",
         restoration_id=job.id,
@@ -122,7 +122,7 @@ async def restore(
         download_url=f"/download/{job.id}",
         faces_detected=outcome.detected_count,
         faces_restored=outcome.restored_count,
-        warning=f"{', '.join(synthetic)}: {SYNTHETIC_WARNING}" if synthetic else None,
+        warning=warning,
     )
 
 
@@ -155,7 +155,7 @@ async def submit_batch(body: BatchRequest, request: Request) -> BatchAccepted:
     if len(body.image_urls) > services.settings.batch_max_urls:
         raise BadRequest(f"at most {services.settings.batch_max_urls} image_urls per batch")
     options = RestoreOptions(**body.settings.model_dump())
-    services.faces.check_options(options)
+    await services.faces.check_options(options)
     await services.faces.check_ready(options)
     if await asyncio.to_thread(services.store.count_active) >= services.settings.max_pending_jobs:
         raise Overloaded("too many jobs are waiting; try again shortly", retry_after=30)
@@ -190,6 +190,7 @@ def describe_batch(job: Job) -> dict[str, Any]:
     pending = [
         {"url": url, "status": "pending"} for url in job.parameters["image_urls"] if url not in done
     ]
+    synthetic = sorted({name for r in results for name in r.get("synthetic_models", ())})
     return {
         "batch_id": job.id,
         "status": job.status,
@@ -201,6 +202,7 @@ def describe_batch(job: Job) -> dict[str, Any]:
         "error": job.error,
         "created_at": job.created_at,
         "completed_at": job.completed_at,
+        "warning": synthetic_warning(synthetic),
     }
 
 

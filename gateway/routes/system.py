@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import __version__
 from gateway.routes.deps import rate_limited, services_of
 from gateway.system import health_system, metrics_system
+from gateway.weights import describe_model
 
 router = APIRouter()
 
@@ -27,11 +28,11 @@ async def health(request: Request) -> JSONResponse:
     """The seed's health document plus what Facet adds: Triton and the model's weight source.
     503 when the upscaler cannot serve, so load balancers take the instance out."""
     services = services_of(request)
-    model = services.upscale_model()
     ensemble = services.upscaler.ensemble
     ready = await services.triton.is_model_ready(ensemble)
-    models = {services.settings.upscale_model: {**model.as_dict(), "ready": ready}}
-    models.update({name: info.as_dict() for name, info in services.faces.models().items()})
+    upscale = describe_model(services.triton.catalog, ensemble)
+    models = {services.settings.upscale_model: {**upscale, "ready": ready}}
+    models.update(services.faces.models())
     body: dict[str, Any] = {
         "status": "healthy" if ready else "unhealthy",
         "timestamp": time.time(),

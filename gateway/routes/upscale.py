@@ -14,9 +14,9 @@ from gateway.errors import BadRequest, ModelNotReady, NotFound, Overloaded, Payl
 from gateway.faces.service import RestoreOptions
 from gateway.imageio import decode_upload
 from gateway.jobs.store import Job
-from gateway.manifests import SYNTHETIC_WARNING
 from gateway.routes.deps import base_url, rate_limited, services_of
 from gateway.services import Services
+from gateway.weights import synthetic_warning
 
 router = APIRouter()
 READ_CHUNK = 1 << 20
@@ -72,7 +72,7 @@ async def submit_upscale(
     face_enhance: Annotated[bool, Form(description="restore faces too")] = False,
 ) -> UpscaleAccepted:
     services = services_of(request)
-    _check_parameters(services, scale, face_enhance)
+    await _check_parameters(services, scale, face_enhance)
     data = await read_limited(file, services.settings.max_upload_bytes)
     decoded = await asyncio.to_thread(decode_upload, data, services.settings)
     await _check_capacity(services)
@@ -97,10 +97,10 @@ async def submit_upscale(
     )
 
 
-def _check_parameters(services: Services, scale: int, face_enhance: bool) -> None:
+async def _check_parameters(services: Services, scale: int, face_enhance: bool) -> None:
     if scale not in (2, 4):
         raise BadRequest(f"scale must be 2 or 4, got {scale}")
-    if face_enhance and not services.faces.installed_versions():
+    if face_enhance and not await services.faces.installed_versions():
         raise BadRequest(
             f"face_enhance needs the face restoration model '{FACE_MODEL}', which is not "
             "installed on this server; send face_enhance=false"
@@ -150,7 +150,10 @@ def _estimate(services: Services, pixels: int) -> str:
 async def job_status(job_id: str, request: Request) -> JobStatusResponse:
     services = services_of(request)
     job = await _find_job(services, job_id)
-    model = services.upscale_model()
+    recorded = (job.outcome or {}).get("synthetic_models")
+    synthetic = (
+        recorded if recorded is not None else services.upscale_job.synthetic_models(job.parameters)
+    )
     return JobStatusResponse(
         job_id=job.id,
         status=job.status,
@@ -165,8 +168,8 @@ async def job_status(job_id: str, request: Request) -> JobStatusResponse:
         parameters={k: v for k, v in job.parameters.items() if k != "model"},
         error=job.error if job.status in ("failed", "queued") else None,
         model=str(job.parameters.get("model")),
-        weights=model.weights_kind,
-        warning=SYNTHETIC_WARNING if model.synthetic else None,
+        weights=services.upscale_weights().kind,
+        warning=synthetic_warning(synthetic),
     )
 
 

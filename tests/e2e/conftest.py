@@ -96,7 +96,6 @@ def start_gateway(tmp_path: Path, tiny_sr_repository: Path) -> Iterator[StartGat
                 "FACET_PORT": str(port),
                 "FACET_TRITON_GRPC_URL": triton.grpc_url,
                 "FACET_DATA_DIR": str(tmp_path / f"data{len(gateways)}"),
-                "FACET_MODEL_REPOSITORY": str(tiny_sr_repository),
                 "FACET_TILE_SIZE": "32",
                 "FACET_TILE_PAD": "4",
                 "FACET_TRITON_TIMEOUT_S": "10",
@@ -158,3 +157,22 @@ def face_triton(start_triton, face_repository: Path) -> TritonServer:  # noqa: F
 
 def astronaut_png(size: int = 256) -> bytes:
     return photo_bytes((size, size), fmt="PNG")
+
+
+def group_photo_png(columns: int = 3, rows: int = 2, cell: int = 160) -> bytes:
+    """A group photo built offline: the astronaut's real face in a columns×rows grid, every other
+    one mirrored and each a little brighter, so the faces are real but not identical pixels."""
+    from skimage import data
+
+    portrait = Image.fromarray(np.asarray(data.astronaut())).crop((120, 20, 320, 220))  # type: ignore[no-untyped-call]
+    group = Image.new("RGB", (columns * cell, rows * cell), (90, 90, 90))
+    for index in range(columns * rows):
+        face = portrait.resize((cell, cell))
+        if index % 2:
+            face = face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        gain = 1 + 0.03 * index
+        face = face.point([min(255, int(v * gain)) for v in range(256)] * 3)
+        group.paste(face, ((index % columns) * cell, (index // columns) * cell))
+    buffer = io.BytesIO()
+    group.save(buffer, format="PNG")
+    return buffer.getvalue()

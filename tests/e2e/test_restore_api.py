@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import astronaut_png, wait_for_status
+from tests.e2e.conftest import astronaut_png, group_photo_png, wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def decode(data: bytes) -> np.ndarray:
 
 @pytest.fixture
 def restore_gateway(face_triton, face_repository, start_gateway):
-    return start_gateway(face_triton, model_repository=face_repository)
+    return start_gateway(face_triton)
 
 
 def test_the_seed_restore_example_returns_a_download(restore_gateway) -> None:
@@ -80,6 +80,36 @@ def test_upscale_with_face_enhance_restores_faces_and_upscales(restore_gateway) 
         status = wait_for_status(client, job["job_id"], {"completed", "failed"}, timeout_s=120)
         assert status["status"] == "completed", status
         assert decode(client.get(status["result_url"]).content).shape == (256, 256, 3)
+        # The tiny GFPGAN is synthetic: the job says so, not only the upscaler's weights.
+        assert "gfpgan_v1_4" in str(status["warning"]), status
+
+
+GROUP_FACES = 6  # more than restore_gfpgan_v1_4's max_batch_size of 4
+
+
+def test_a_group_photo_restores_every_detected_face(restore_gateway) -> None:
+    with restore_gateway.client() as client:
+        answer = client.post(
+            "/restore",
+            files={"file": ("group.png", group_photo_png(), "image/png")},
+            data={"version": "1.4", "upscale": "1"},
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["faces_detected"] >= GROUP_FACES, body
+        assert body["faces_restored"] == body["faces_detected"], body
+
+
+def test_upscale_with_face_enhance_completes_on_a_group_photo(restore_gateway) -> None:
+    with restore_gateway.client() as client:
+        job = client.post(
+            "/upscale",
+            files={"file": ("group.png", group_photo_png(cell=96), "image/png")},
+            data={"scale": "2", "face_enhance": "true"},
+        ).json()
+        status = wait_for_status(client, job["job_id"], {"completed", "failed"}, timeout_s=180)
+        assert status["status"] == "completed", status
+        assert decode(client.get(status["result_url"]).content).shape == (384, 576, 3)
 
 
 def test_quality_metrics_are_computed_and_unavailable_ones_refused(restore_gateway) -> None:
@@ -101,10 +131,12 @@ def test_quality_metrics_are_computed_and_unavailable_ones_refused(restore_gatew
 @pytest.fixture
 def photo_server() -> Iterator[str]:
     """A local image server the test allows explicitly (FACET_FETCH_ALLOW_HOSTS)."""
-    payload = astronaut_png(96)
+    photos = {"/group.png": group_photo_png(cell=96)}
+    default = astronaut_png(96)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            payload = photos.get(self.path, default)
             if self.path == "/redirect":
                 self.send_response(302)
                 self.send_header("Location", "http://127.0.0.1:9/secret")
@@ -131,11 +163,11 @@ def test_batch_restores_good_urls_and_reports_refused_ones(
 ) -> None:
     gateway = start_gateway(
         face_triton,
-        model_repository=face_repository,
         fetch_allow_hosts=f'["{photo_server}"]',
     )
     urls = [
         f"http://{photo_server}/photo1.png",
+        f"http://{photo_server}/group.png",
         "http://127.0.0.1:9/",
         "http://10.0.0.1/x.jpg",
         "http://169.254.169.254/latest/meta-data/",
@@ -159,9 +191,11 @@ def test_batch_restores_good_urls_and_reports_refused_ones(
             status = client.get(body["status_url"]).json()
         assert status["status"] == "completed", status
         results = {r["url"]: r for r in status["results"]}
-        good = results[urls[0]]
-        assert good["status"] == "completed" and status["completed"] == 1
+        good, group = results[urls[0]], results[urls[1]]
+        assert good["status"] == "completed" and status["completed"] == 2
         assert client.get(good["download_url"]).status_code == 200
-        for url in urls[1:]:
+        assert group["status"] == "completed" and group["faces_restored"] >= GROUP_FACES, group
+        assert "gfpgan_v1_4" in group["warning"] and "gfpgan_v1_4" in status["warning"]
+        for url in urls[2:]:
             assert results[url]["status"] == "failed" and results[url]["error"], url
-        assert status["failed"] == len(urls) - 1
+        assert status["failed"] == len(urls) - 2

@@ -52,7 +52,6 @@ def gateway_reference(url: str, image: np.ndarray, model: str, outscale: int) ->
         tile_size=TILING["tile"],
         tile_pad=TILING["tile_pad"],
         pre_pad=TILING["pre_pad"],
-        tile_batch=TILING["batch"],
     )
 
     async def scenario() -> np.ndarray:

@@ -70,13 +70,6 @@ def test_all_faces_of_an_image_go_to_the_restorer_in_one_batched_call():
     assert outcome.faces == THREE_FACES
 
 
-def test_more_faces_than_the_batch_are_sent_in_chunks_in_order():
-    faces = [face_at(10 + 40 * i, 10, 0.06) for i in range(5)]
-    restorer = FakeRestorer()
-    run(restore_image(noise(120, 240), FakeDetector(faces), restorer, upscale=1, face_batch=2))
-    assert [shape[0] for shape in restorer.batches] == [2, 2, 1]
-
-
 @pytest.mark.parametrize(("weight", "expected"), [(0.0, 100), (0.25, 139), (1.0, 255)])
 def test_weight_blends_the_restored_face_with_the_original_crop(weight, expected):
     image = np.full((200, 200, 3), 100, dtype=np.uint8)
@@ -213,7 +206,6 @@ def test_a_failing_background_enhancer_raises_its_own_error():
         {"upscale": 0},
         {"upscale": 5},
         {"max_faces": 0},
-        {"face_batch": 0},
     ],
 )
 def test_out_of_range_arguments_are_rejected(arguments):

@@ -10,8 +10,8 @@ import numpy.typing as npt
 import pytest
 
 from gateway.errors import JobCancelled, UpstreamError
-from gateway.pipelines.tiling import cut_tiles, plan_tiles, pre_pad_image, stitch_tiles
 from gateway.pipelines.upscale import UpscaleOptions, upscale_image
+from triton_core.tiling import cut_tiles, plan_tiles, pre_pad_image, stitch_tiles
 
 Batch = npt.NDArray[np.uint8]
 SIZES = [(1, 1), (7, 300), (128, 128), (129, 257), (300, 200)]
@@ -34,12 +34,18 @@ class FakeSession:
 
     scale = 4
 
-    def __init__(self, model: Callable[[Batch], Batch] = nearest4, delay: float = 0.0) -> None:
+    def __init__(
+        self, model: Callable[[Batch], Batch] = nearest4, delay: float = 0.0, batch: int = 4
+    ) -> None:
         self.model = model
         self.delay = delay
+        self.batch = batch
         self.shapes: list[tuple[int, ...]] = []
         self.running = 0
         self.most_running = 0
+
+    async def batch_limit(self) -> int:
+        return self.batch
 
     async def upscale_tiles(self, tiles: Batch) -> Batch:
         self.shapes.append(tiles.shape)
@@ -131,8 +137,8 @@ def test_tiled_upscale_equals_the_untiled_result_exactly(
 
 def test_progress_rises_after_every_batch_and_ends_at_one() -> None:
     reports: list[float] = []
-    session = FakeSession()
-    options = UpscaleOptions(tile_size=16, tile_batch=3)
+    session = FakeSession(batch=3)
+    options = UpscaleOptions(tile_size=16)
     run(random_image(100, 90), session, options, on_progress=reports.append)
     assert len(reports) == len(session.shapes)
     assert all(0 < r <= 1 for r in reports)
@@ -141,7 +147,7 @@ def test_progress_rises_after_every_batch_and_ends_at_one() -> None:
 
 
 def test_cancellation_between_batches_raises_job_cancelled_and_stops_sending() -> None:
-    session = FakeSession()
+    session = FakeSession(batch=2)
     polls = 0
 
     def cancelled_after_three_polls() -> bool:
@@ -149,7 +155,7 @@ def test_cancellation_between_batches_raises_job_cancelled_and_stops_sending() -
         polls += 1
         return polls > 3
 
-    options = UpscaleOptions(tile_size=16, tile_batch=2)
+    options = UpscaleOptions(tile_size=16)
     with pytest.raises(JobCancelled):
         run(random_image(100, 100), session, options, is_cancelled=cancelled_after_three_polls)
     total_batches = -(-len(plan_tiles(100, 100, 16, 10)) // 2)
@@ -166,9 +172,9 @@ def test_a_failing_batch_stops_the_job_and_leaves_no_batch_running() -> None:
             raise RuntimeError("triton went away")
         return nearest4(batch)
 
-    session = FakeSession(fail_on_second_batch, delay=0.001)
+    session = FakeSession(fail_on_second_batch, delay=0.001, batch=2)
     with pytest.raises(RuntimeError, match="triton went away"):
-        run(random_image(64, 64), session, UpscaleOptions(tile_size=16, tile_batch=2))
+        run(random_image(64, 64), session, UpscaleOptions(tile_size=16))
     assert session.running == 0
 
 
@@ -197,9 +203,9 @@ def test_alpha_comes_back_at_the_output_size(outscale: int) -> None:
     assert (out_alpha == 200).all()
 
 
-def test_batches_never_exceed_tile_batch_and_all_tiles_share_one_shape() -> None:
-    session = FakeSession()
-    options = UpscaleOptions(tile_size=32, tile_pad=10, tile_batch=4)
+def test_batches_never_exceed_the_sessions_batch_limit_and_all_tiles_share_one_shape() -> None:
+    session = FakeSession(batch=4)
+    options = UpscaleOptions(tile_size=32, tile_pad=10)
     run(random_image(129, 257), session, options)
     assert sum(shape[0] for shape in session.shapes) == len(plan_tiles(129, 257, 32, 10))
     assert all(1 <= shape[0] <= 4 for shape in session.shapes)
@@ -207,8 +213,8 @@ def test_batches_never_exceed_tile_batch_and_all_tiles_share_one_shape() -> None
 
 
 def test_at_most_two_batches_are_in_flight_at_once() -> None:
-    session = FakeSession(delay=0.002)
-    run(random_image(100, 100), session, UpscaleOptions(tile_size=16, tile_batch=2))
+    session = FakeSession(delay=0.002, batch=2)
+    run(random_image(100, 100), session, UpscaleOptions(tile_size=16))
     assert session.most_running == 2
 
 

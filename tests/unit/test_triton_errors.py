@@ -11,7 +11,6 @@ import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 from tritonclient.utils.shared_memory import SharedMemoryException
 
-from gateway.datatypes import numpy_dtype, triton_datatype
 from gateway.errors import (
     ModelNotReady,
     Overloaded,
@@ -19,7 +18,13 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.shared_memory import (
+from gateway.triton_client import (
+    DEFAULT_OUTPUT_REGION_BYTES,
+    map_triton_error,
+    plan_region,
+)
+from triton_core.datatypes import numpy_dtype, triton_datatype
+from triton_core.shared_memory import (
     SHM_ALIGNMENT,
     UNREGISTER_PAUSES_S,
     RegionReadError,
@@ -27,11 +32,6 @@ from gateway.shared_memory import (
     destroy_region,
     is_region_busy,
     read_output,
-)
-from gateway.triton_client import (
-    DEFAULT_OUTPUT_REGION_BYTES,
-    map_triton_error,
-    plan_region,
 )
 
 MODEL = "upscale_realesrgan_x4plus"

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+
+# The default tile geometry, one source for the gateway's settings, the clients' defaults and
+# the TensorRT profile's optimum shape (the window Triton really receives).
+DEFAULT_TILE: Final = 128
+DEFAULT_TILE_PAD: Final = 10  # Real-ESRGAN's inference script default
+DEFAULT_PRE_PAD: Final = 10
 
 
 @dataclass(frozen=True)

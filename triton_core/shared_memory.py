@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import tritonclient.utils.shared_memory as shm
 
-from gateway.datatypes import numpy_dtype
+from triton_core.datatypes import numpy_dtype
 
 SHM_ALIGNMENT: Final = 64
 # Triton drops its hold on a region only after it has sent the response that points into it, so

@@ -1,0 +1,105 @@
+"""The gateway reads model facts from Triton's configs: every name, dtype and limit it relies on
+must be what the committed configs say, and weight facts resolve through composite models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from export.models.realesrgan import SR_PROFILE
+from gateway.faces.align import FFHQ_SIZE
+from gateway.faces.triton_sessions import (
+    DETECTOR_INPUTS,
+    DETECTOR_OUTPUTS,
+    DETECTORS,
+    RESTORE_ENSEMBLE_PREFIX,
+    RESTORER_INPUT,
+    RESTORER_OUTPUT,
+    RESTORERS,
+)
+from gateway.pipelines import triton_upscaler
+from gateway.settings import Settings
+from triton_core.catalog import ModelCatalog, ModelFacts, facts_from_config
+from triton_core.tiling import window_size
+
+REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
+
+
+def committed_catalog() -> ModelCatalog:
+    configs = [
+        text_format.Parse(path.read_text(), mc.ModelConfig())
+        for path in sorted(REPOSITORY.glob("*/config.pbtxt"))
+    ]
+    return ModelCatalog(facts_from_config(config) for config in configs)
+
+
+CATALOG = committed_catalog()
+
+
+def facts(name: str) -> ModelFacts:
+    found = CATALOG.get(name)
+    assert found is not None, f"no committed config for '{name}'"
+    return found
+
+
+def test_the_upscale_ensemble_has_the_tensors_the_gateway_sends_and_reads():
+    ensemble = facts(f"upscale_{Settings().upscale_model}")
+    assert ensemble.input(triton_upscaler.INPUT).datatype == "UINT8"
+    assert ensemble.input(triton_upscaler.INPUT).dims == (-1, -1, 3)
+    assert ensemble.output(triton_upscaler.OUTPUT).datatype == "UINT8"
+    assert ensemble.max_batch_size >= 1
+
+
+@pytest.mark.parametrize("model", sorted(RESTORERS.values()))
+def test_each_restore_ensemble_takes_the_crops_the_gateway_cuts(model):
+    ensemble = facts(f"{RESTORE_ENSEMBLE_PREFIX}{model}")
+    assert ensemble.input(RESTORER_INPUT).dims == (FFHQ_SIZE, FFHQ_SIZE, 3)
+    assert ensemble.input(RESTORER_INPUT).datatype == "UINT8"
+    assert ensemble.output(RESTORER_OUTPUT).dims == (FFHQ_SIZE, FFHQ_SIZE, 3)
+
+
+@pytest.mark.parametrize("model", sorted(DETECTORS.values()))
+def test_each_detector_has_the_inputs_and_outputs_the_gateway_uses(model):
+    detector = facts(model)
+    for name, datatype in DETECTOR_INPUTS.items():
+        assert detector.input(name).datatype == datatype
+    for name in DETECTOR_OUTPUTS:
+        detector.output(name)
+
+
+def test_the_tensorrt_profile_is_tuned_for_the_window_the_gateway_sends():
+    settings = Settings()
+    window = window_size(settings.tile_size, settings.tile_pad)
+    assert SR_PROFILE.opt_shape[2:] == (window, window)
+    batch = facts(f"upscale_{settings.upscale_model}").max_batch_size
+    assert SR_PROFILE.min_shape[0] <= SR_PROFILE.opt_shape[0] <= batch <= SR_PROFILE.max_shape[0]
+
+
+def test_a_synthetic_model_inside_an_ensemble_makes_the_ensemble_synthetic():
+    weights = CATALOG.weights(f"{RESTORE_ENSEMBLE_PREFIX}gfpgan_v1_4")
+    assert weights.kind == "synthetic" and weights.synthetic_models == ("gfpgan_v1_4",)
+    assert weights.warning is not None and "gfpgan_v1_4" in weights.warning
+
+
+def test_a_bls_detector_takes_the_weight_facts_of_the_nets_it_calls():
+    weights = CATALOG.weights("face_detect_mtcnn")
+    assert weights.kind == "package" and not weights.synthetic
+    assert any("MIT" in licence for licence in weights.licences)
+
+
+def test_pre_and_post_graphs_add_no_weight_kind_of_their_own():
+    assert CATALOG.weights("upscale_realesrgan_x4plus").kind == "package"
+
+
+def test_a_model_the_catalog_does_not_know_is_never_called_real():
+    weights = ModelCatalog().weights("restore_gfpgan_v1_4")
+    assert weights.kind == "unknown" and not weights.synthetic
+
+
+def test_listed_but_unready_models_count_as_installed_not_as_known():
+    catalog = ModelCatalog([], listed=["restore_gfpgan_v1_4"])
+    assert catalog.is_installed("restore_gfpgan_v1_4")
+    assert "restore_gfpgan_v1_4" not in catalog
