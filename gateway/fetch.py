@@ -38,6 +38,8 @@ DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 SHARED_ADDRESS_SPACE: Final = ipaddress.IPv4Network("100.64.0.0/10")  # carrier-grade NAT
 NAT64_PREFIX: Final = ipaddress.IPv6Network("64:ff9b::/96")
 IPV4_COMPATIBLE: Final = ipaddress.IPv6Network("::/96")
+REDIRECT_CODES: Final = frozenset({301, 302, 303, 307, 308})
+IDENTITY_ENCODINGS: Final = frozenset({"", "identity"})
 REQUEST_HEADERS: Final = {
     "Accept": "image/jpeg, image/png, image/webp;q=0.9, */*;q=0.1",
     "Accept-Encoding": "identity",  # the size limit then counts the bytes that arrive
@@ -256,6 +258,12 @@ async def fetch_once(target: Target, policy: FetchPolicy) -> tuple[bytes, str | 
                 await response.aclose()
     except httpx.TimeoutException:
         raise TimeoutError from None
+    except httpx.InvalidURL:
+        # httpx parses a redirect's Location while receiving the answer, even when it does
+        # not follow it; the URL we send is built by us, so the Location is what was invalid.
+        raise URLRefused(
+            f"{describe(target.url)} redirected to a URL that is not a valid http(s) URL"
+        ) from None
     except httpx.HTTPError as error:
         raise FetchError(f"could not fetch {describe(target.url)}: {error}") from None
 
@@ -263,10 +271,19 @@ async def fetch_once(target: Target, policy: FetchPolicy) -> tuple[bytes, str | 
 async def read_response(
     response: httpx.Response, target: Target, policy: FetchPolicy
 ) -> tuple[bytes, str | None]:
-    if response.has_redirect_location:
-        return b"", response.headers["Location"]
+    location = response.headers.get("Location")
+    if response.status_code in REDIRECT_CODES and location is not None:
+        return b"", location
     if response.status_code != httpx.codes.OK:
         raise FetchError(f"{describe(target.url)} answered HTTP {response.status_code}")
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in IDENTITY_ENCODINGS:
+        # Decoding first would let a few hundred compressed bytes become gigabytes in memory
+        # before the size limit is applied; we asked for identity and take nothing else.
+        raise FetchError(
+            f"{describe(target.url)} sent a compressed body (Content-Encoding: {encoding[:40]}); "
+            "only uncompressed images are fetched"
+        )
     too_large = PayloadTooLarge(
         f"the file at {describe(target.url)} is larger than {policy.max_bytes} bytes"
     )
@@ -274,7 +291,7 @@ async def read_response(
     if declared.isdigit() and int(declared) > policy.max_bytes:
         raise too_large
     body = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.aiter_raw():  # the bytes as they arrive, never decompressed
         body += chunk
         if len(body) > policy.max_bytes:
             raise too_large

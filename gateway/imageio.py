@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Final, Literal
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -218,6 +219,17 @@ def output_format_for(decoded: DecodedImage, *, outscale: int = 1) -> ImageForma
     if decoded.format == "WEBP" and out_side <= WEBP_MAX_SIDE:
         return "WEBP"
     return "PNG"
+
+
+def fit_alpha(
+    alpha: npt.NDArray[np.uint8] | None, shape: tuple[int, ...]
+) -> npt.NDArray[np.uint8] | None:
+    """Resize an alpha plane (linearly) to an output of `shape` (H×W×…); None stays None."""
+    if alpha is None or alpha.shape == tuple(shape[:2]):
+        return alpha
+    height, width = shape[:2]
+    resized = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(resized, dtype=np.uint8)
 
 
 def media_type_for(fmt: str) -> str:

@@ -90,7 +90,14 @@ async def start_services(settings: Settings, metrics: GatewayMetrics) -> Service
         "upscale": upscale_job,
         "batch": BatchRestoreJob(settings, store, files, faces),
     }
-    runner = JobRunner(store, files, handlers, asyncio.get_running_loop(), settings.job_attempts)
+    runner = JobRunner(
+        store,
+        files,
+        handlers,
+        asyncio.get_running_loop(),
+        settings.job_attempts,
+        unavailable_window_s=settings.job_unavailable_window_s,
+    )
     queue = JobQueue(build_huey(settings), runner.handle)
     runner.set_requeue(queue.enqueue)
     limiter = RateLimiter(
@@ -114,7 +121,7 @@ async def start_services(settings: Settings, metrics: GatewayMetrics) -> Service
         limiter,
         metrics,
     )
-    report = recover_jobs(store, queue, settings.job_attempts)
+    report = recover_jobs(store, queue, files, settings.job_attempts)
     if report.requeued or report.failed or report.re_enqueued:
         log.warning("recovered jobs after restart: %s", report)
     queue.start(settings.job_workers)

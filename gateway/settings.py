@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     max_pending_jobs: int = Field(default=100, ge=1, description="queued jobs before 503")
     result_ttl_s: int = 24 * 3600
     job_attempts: int = Field(default=2, ge=1, description="runs before a job ends failed")
+    job_unavailable_window_s: float = Field(
+        default=90.0,
+        ge=0,
+        description="how long a running job waits out an unreachable or restarting Triton "
+        "(retrying with backoff) before the failure counts as one of its attempts",
+    )
     redis_url: str = Field(default="", description="use Redis for the job queue (scale-out)")
 
     # Rate limits (requests per minute per client), as the seed documents

@@ -131,9 +131,7 @@ def map_triton_error(exc: BaseException, model: str) -> FacetError:
     if status == "DEADLINE_EXCEEDED":
         return UpstreamTimeout(f"model '{model}' did not answer within the deadline")
     if status in ("UNAVAILABLE", "CANCELLED"):
-        return Unavailable(
-            "the inference server is unavailable", retry_after=UNAVAILABLE_RETRY_AFTER_S
-        )
+        return Unavailable("inference server unavailable", retry_after=UNAVAILABLE_RETRY_AFTER_S)
     if status == "INVALID_ARGUMENT":
         # The gateway builds every tensor itself, so a rejected tensor is our bug, not the user's.
         return UpstreamError(f"the inference server rejected the request for '{model}': {message}")
@@ -318,15 +316,26 @@ class TritonClient:
     async def is_model_ready(self, model: str) -> bool:
         """Ask Triton now whether `model` is ready (False when Triton cannot be reached); the
         model is then polled in the background too."""
+        try:
+            return await self.require_ready(model)
+        except Unavailable:
+            return False
+
+    async def require_ready(self, model: str) -> bool:
+        """True when `model` is ready; ModelNotReady when Triton says it is not, Unavailable
+        ("inference server unavailable") when Triton cannot be reached at all."""
         client = self._require_client()
         self._models.add(model)
         try:
             ready = bool(await client.is_model_ready(model, client_timeout=self._probe_timeout()))
         except _TritonFailure as exc:
             self._state.error = _describe(exc)
-            ready = False
+            self._state.models[model] = False
+            raise map_triton_error(exc, model) from exc
         self._state.models[model] = ready
-        return ready
+        if not ready:
+            raise ModelNotReady(model)
+        return True
 
     @property
     def catalog(self) -> ModelCatalog:

@@ -33,7 +33,9 @@ the end of the Triton log.
 STACK_DESCRIPTION = """\
 Run Triton and Facet's REST gateway together in the foreground: Triton first (every model
 ready), then the gateway on 127.0.0.1 (port 8000 by default) pointed at Triton's gRPC port.
-Ctrl-C or SIGTERM stops the gateway, then Triton. `make up` runs this in the background.
+Either process that dies is restarted (with growing pauses, up to 30 s); meanwhile the gateway
+answers 503 with Retry-After. Ctrl-C or SIGTERM stops the gateway, then Triton. `make up` runs
+this in the background.
 """
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from gateway.errors import BadRequest, ModelNotReady
+from gateway.errors import BadRequest
 from gateway.faces.restore_pipeline import RestoreOutcome, restore_image
 from gateway.faces.triton_sessions import (
     DETECTORS,
@@ -77,13 +77,11 @@ class RestoreService:
 
     async def check_ready(self, options: RestoreOptions) -> None:
         restorer = TritonFaceRestorer(self._client, RESTORERS[options.version])
-        for model in (restorer.ensemble, DETECTORS[options.detector]):
-            if not await self._client.is_model_ready(model):
-                raise ModelNotReady(model)
-        if options.background_enhance and not await self._client.is_model_ready(
-            self._upscaler.ensemble
-        ):
-            raise ModelNotReady(self._upscaler.ensemble)
+        models = [restorer.ensemble, DETECTORS[options.detector]]
+        if options.background_enhance:
+            models.append(self._upscaler.ensemble)
+        for model in models:
+            await self._client.require_ready(model)
 
     async def restore(self, rgb: Image, options: RestoreOptions) -> RestoreOutcome:
         return await restore_image(

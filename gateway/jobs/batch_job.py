@@ -4,6 +4,7 @@ outcome is recorded as it finishes, and one URL's failure never fails the batch.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import asdict
 from typing import Any
 
@@ -16,6 +17,8 @@ from gateway.jobs.store import Job, JobStore
 from gateway.settings import Settings
 from gateway.storage import FileStore
 from gateway.weights import synthetic_warning
+
+log = logging.getLogger(__name__)
 
 
 def fetch_policy(settings: Settings) -> FetchPolicy:
@@ -66,12 +69,16 @@ class BatchRestoreJob:
                 self._store,
                 self._files,
                 outcome.image,
+                decoded.alpha,
                 fmt,
                 asdict(options),
                 url.rsplit("/", 1)[-1][:255] or "image",
             )
         except FacetError as exc:
             return {"url": url, "status": "failed", "error": exc.detail}
+        except Exception:  # a bug must fail this item only, never the batch and its other URLs
+            log.exception("restoring a batch item failed unexpectedly")
+            return {"url": url, "status": "failed", "error": "internal error restoring this image"}
         result: dict[str, Any] = {
             "url": url,
             "status": "completed",

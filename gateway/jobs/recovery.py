@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from gateway.jobs.queue import JobQueue
 from gateway.jobs.store import JobStore
+from gateway.storage import FileStore
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,11 @@ class RecoveryReport:
     re_enqueued: list[str]
 
 
-def recover_jobs(store: JobStore, queue: JobQueue, max_attempts: int) -> RecoveryReport:
+def recover_jobs(
+    store: JobStore, queue: JobQueue, files: FileStore, max_attempts: int
+) -> RecoveryReport:
+    """Requeue interrupted jobs with attempts left, fail the others (removing their uploads at
+    once: nothing will read them again), and re-enqueue queued jobs whose message was lost."""
     requeued, failed, re_enqueued = [], [], []
     for job_id in store.ids_with_status("processing"):
         job = store.get(job_id)
@@ -29,6 +34,7 @@ def recover_jobs(store: JobStore, queue: JobQueue, max_attempts: int) -> Recover
         if job.attempts >= max_attempts:
             reason = f"interrupted by a gateway restart after {job.attempts} attempt(s)"
             if store.fail(job_id, reason):
+                files.remove(job.input_path)
                 failed.append(job_id)
         elif store.requeue(job_id, "interrupted by a gateway restart; running it again"):
             queue.enqueue(job_id)

@@ -15,6 +15,10 @@ from gateway.storage import FileStore
 
 log = logging.getLogger(__name__)
 RETRY_PAUSE_CAP_S = 5.0
+# Backoff while Triton is unreachable: quick first retries (a restart takes seconds), then no
+# more often than every 10 s.
+FIRST_PAUSE_S = 1.0
+MAX_PAUSE_S = 10.0
 
 # A handler does the work of one claimed job and records its result with the store.
 JobHandler = Callable[[Job], Awaitable[None]]
@@ -28,8 +32,11 @@ class JobRunner:
         handlers: Mapping[str, JobHandler],
         loop: asyncio.AbstractEventLoop,
         max_attempts: int,
+        *,
+        unavailable_window_s: float = 90.0,
     ) -> None:
         self._store = store
+        self._unavailable_window_s = unavailable_window_s
         self._files = files
         self._handlers = handlers
         self._loop = loop
@@ -52,7 +59,7 @@ class JobRunner:
             handler = self._handlers.get(job.kind)
             if handler is None:
                 raise FacetError(f"no handler for jobs of kind '{job.kind}'")
-            await handler(job)
+            await self._run_patiently(handler, job)
         except JobCancelled:
             log.info("job %s cancelled while running", job_id)
         except Unavailable as exc:
@@ -66,6 +73,26 @@ class JobRunner:
             )
         finally:
             await self._cleanup_input(job_id)
+
+    async def _run_patiently(self, handler: JobHandler, job: Job) -> None:
+        """Run the handler; while Triton is unavailable (restarting, its queue full), run it
+        again with backoff until the window closes, without spending one of the job's attempts.
+        A job cancelled meanwhile stops waiting."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._unavailable_window_s
+        pause = FIRST_PAUSE_S
+        while True:
+            try:
+                await handler(job)
+                return
+            except Unavailable as exc:
+                if loop.time() + pause > deadline:
+                    raise
+                log.warning("job %s: %s; retrying in %.0f s", job.id, exc.detail, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE_S)
+            if await asyncio.to_thread(self._store.status_of, job.id) != "processing":
+                raise JobCancelled("cancelled while waiting for the inference server")
 
     async def _retry_or_fail(self, job: Job, reason: str, exc: Unavailable) -> None:
         if job.attempts < self._max_attempts:

@@ -108,16 +108,40 @@ class JobStore:
     def create(
         self, kind: str, parameters: dict[str, Any], original_filename: str, input_path: str
     ) -> Job:
-        job_id = str(uuid.uuid4())
-        with self._cursor() as cur:
-            cur.execute(
-                "INSERT INTO jobs (id, kind, status, parameters, original_filename, input_path,"
-                " created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
-                (job_id, kind, json.dumps(parameters), original_filename, input_path, time.time()),
-            )
-        job = self.get(job_id)
+        job = self.admit(kind, parameters, original_filename, input_path, max_active=None)
         assert job is not None
         return job
+
+    def admit(
+        self,
+        kind: str,
+        parameters: dict[str, Any],
+        original_filename: str,
+        input_path: str,
+        *,
+        max_active: int | None,
+    ) -> Job | None:
+        """Create a queued job, unless `max_active` jobs are already queued or processing
+        (then None). Count and insert run in one immediate transaction: concurrent submitters,
+        in this process or another one on the same database, cannot overshoot the cap."""
+        job_id = str(uuid.uuid4())
+        row = (job_id, kind, json.dumps(parameters), original_filename, input_path, time.time())
+        with self._cursor() as cur:
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                if max_active is not None and _active(cur) >= max_active:
+                    cur.execute("ROLLBACK")
+                    return None
+                cur.execute(
+                    "INSERT INTO jobs (id, kind, status, parameters, original_filename,"
+                    " input_path, created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                    row,
+                )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return self.get(job_id)
 
     def get(self, job_id: str) -> Job | None:
         with self._cursor() as cur:
@@ -207,10 +231,7 @@ class JobStore:
 
     def count_active(self) -> int:
         with self._cursor() as cur:
-            row = cur.execute(
-                "SELECT COUNT(*) AS n FROM jobs WHERE status IN ('queued', 'processing')"
-            ).fetchone()
-        return int(row["n"])
+            return _active(cur)
 
     def totals(self) -> JobTotals:
         with self._cursor() as cur:
@@ -237,6 +258,13 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         with self._cursor() as cur:
             cur.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+
+def _active(cur: sqlite3.Cursor) -> int:
+    row = cur.execute(
+        "SELECT COUNT(*) AS n FROM jobs WHERE status IN ('queued', 'processing')"
+    ).fetchone()
+    return int(row["n"])
 
 
 def _to_job(row: sqlite3.Row) -> Job:

@@ -9,12 +9,17 @@ from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from gateway.faces.service import RestoreOptions, RestoreService
-from gateway.imageio import decode_upload, encode_image, media_type_for, output_format_for
+from gateway.imageio import (
+    decode_upload,
+    encode_image,
+    fit_alpha,
+    media_type_for,
+    output_format_for,
+)
 from gateway.jobs.store import Job, JobStore
 from gateway.pipelines.triton_upscaler import TritonTileUpscaler
 from gateway.pipelines.upscale import UpscaleOptions, upscale_image
@@ -88,11 +93,7 @@ class UpscaleJob:
         """GFPGAN on every face, Real-ESRGAN on the rest, as upstream's --face_enhance does."""
         options = replace(FACE_ENHANCE, upscale=scale)
         outcome = await self._faces.restore(rgb, options)
-        if alpha is None:
-            return outcome.image, None
-        height, width = outcome.image.shape[:2]
-        resized = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
-        return outcome.image, np.asarray(resized, dtype=np.uint8)
+        return outcome.image, await asyncio.to_thread(fit_alpha, alpha, outcome.image.shape)
 
     def seconds_per_pixel(self) -> float | None:
         """Median of the recent jobs' wall time per input pixel, for `estimated_time`."""

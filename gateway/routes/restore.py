@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -106,6 +107,7 @@ async def restore(
         services.store,
         services.files,
         outcome.image,
+        decoded.alpha,
         fmt,
         asdict(options),
         safe_filename(file.filename),
@@ -126,7 +128,12 @@ async def restore(
     )
 
 
-@router.get("/download/{restoration_id}", response_class=FileResponse, responses={404: {}})
+@router.get(
+    "/download/{restoration_id}",
+    response_class=FileResponse,
+    dependencies=[Depends(rate_limited("other"))],
+    responses={404: {}},
+)
 async def download(restoration_id: str, request: Request) -> FileResponse:
     services = services_of(request)
     job = await asyncio.to_thread(services.store.get, restoration_id)
@@ -157,10 +164,19 @@ async def submit_batch(body: BatchRequest, request: Request) -> BatchAccepted:
     options = RestoreOptions(**body.settings.model_dump())
     await services.faces.check_options(options)
     await services.faces.check_ready(options)
-    if await asyncio.to_thread(services.store.count_active) >= services.settings.max_pending_jobs:
-        raise Overloaded("too many jobs are waiting; try again shortly", retry_after=30)
     parameters = {"image_urls": body.image_urls, "settings": asdict(options)}
-    job = await asyncio.to_thread(services.store.create, "batch", parameters, "batch", "")
+    job = await asyncio.to_thread(
+        functools.partial(
+            services.store.admit,
+            "batch",
+            parameters,
+            "batch",
+            "",
+            max_active=services.settings.max_pending_jobs,
+        )
+    )
+    if job is None:
+        raise Overloaded("too many jobs are waiting; try again shortly", retry_after=30)
     services.queue.enqueue(job.id)
     finish = datetime.now(UTC) + timedelta(seconds=ESTIMATED_SECONDS_PER_URL * len(body.image_urls))
     return BatchAccepted(
@@ -223,8 +239,12 @@ async def quality_metrics(
             f"installed); available: {list(AVAILABLE_METRICS)}"
         )
     limit = services.settings.max_upload_bytes
-    first = decode_upload(await read_limited(original, limit), services.settings)
-    second = decode_upload(await read_limited(restored, limit), services.settings)
+    first_bytes, second_bytes = (
+        await read_limited(original, limit),
+        await read_limited(restored, limit),
+    )
+    first = await asyncio.to_thread(decode_upload, first_bytes, services.settings)
+    second = await asyncio.to_thread(decode_upload, second_bytes, services.settings)
     report = await asyncio.to_thread(compare_images, first.rgb, second.rgb)
     values = report.metrics()
     return {

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway import __version__
 from gateway.routes.deps import rate_limited, services_of
 from gateway.system import health_system, metrics_system
+from gateway.triton_client import UNAVAILABLE_RETRY_AFTER_S
 from gateway.weights import describe_model
 
 router = APIRouter()
@@ -23,10 +24,12 @@ async def root() -> RedirectResponse:
     return RedirectResponse("/docs")
 
 
-@router.get("/health", dependencies=[Depends(rate_limited("other"))])
+# Not rate-limited: load balancers and pollers probe it often, and a probe must never spend a
+# client's budget for real work or be refused while the instance is healthy.
+@router.get("/health")
 async def health(request: Request) -> JSONResponse:
     """The seed's health document plus what Facet adds: Triton and the model's weight source.
-    503 when the upscaler cannot serve, so load balancers take the instance out."""
+    503 (with Retry-After) when the upscaler cannot serve, so load balancers take it out."""
     services = services_of(request)
     ensemble = services.upscaler.ensemble
     ready = await services.triton.is_model_ready(ensemble)
@@ -39,7 +42,7 @@ async def health(request: Request) -> JSONResponse:
         "version": __version__,
         "redis": "connected" if services.settings.redis_url else "not used (embedded SQLite queue)",
         "system": await asyncio.to_thread(health_system, services.settings.data_dir),
-        "triton": services.triton.readiness(),
+        "triton": public_readiness(services.triton.readiness()),
         "models": models,
     }
     synthetic = sorted(name for name, info in models.items() if info.get("synthetic"))
@@ -47,7 +50,20 @@ async def health(request: Request) -> JSONResponse:
         body["warning"] = (
             f"{', '.join(synthetic)} run on synthetic weights: outputs are not meaningful"
         )
-    return JSONResponse(body, status_code=200 if ready else 503)
+    if ready:
+        return JSONResponse(body)
+    return JSONResponse(
+        body, status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
+    )
+
+
+def public_readiness(readiness: dict[str, Any]) -> dict[str, Any]:
+    """Triton's readiness without its raw error words, which name internal addresses (the
+    gateway's log keeps them for operators)."""
+    public = dict(readiness)
+    if public.get("error"):
+        public["error"] = "inference server unavailable"
+    return public
 
 
 @router.get("/metrics", dependencies=[Depends(rate_limited("other"))])
@@ -72,7 +88,7 @@ def _rounded(value: float | None) -> float | None:
     return round(value, 2) if value is not None else None
 
 
-@router.get("/metrics/prometheus", include_in_schema=True)
+@router.get("/metrics/prometheus", dependencies=[Depends(rate_limited("other"))])
 async def prometheus(request: Request) -> Response:
     registry = services_of(request).metrics.registry
     payload = await asyncio.to_thread(generate_latest, registry)

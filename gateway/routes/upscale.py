@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from gateway.errors import BadRequest, ModelNotReady, NotFound, Overloaded, PayloadTooLarge
+from gateway.errors import BadRequest, NotFound, Overloaded, PayloadTooLarge
 from gateway.faces.service import RestoreOptions
 from gateway.imageio import decode_upload
 from gateway.jobs.store import Job
@@ -80,19 +81,30 @@ async def submit_upscale(
         await services.faces.check_ready(RestoreOptions(upscale=scale, background_enhance=True))
     path = await asyncio.to_thread(services.files.save_upload, data)
     job = await asyncio.to_thread(
-        services.store.create,
-        "upscale",
-        {"scale": scale, "face_enhance": face_enhance, "model": services.settings.upscale_model},
-        safe_filename(file.filename),
-        str(path),
+        functools.partial(
+            services.store.admit,
+            "upscale",
+            {
+                "scale": scale,
+                "face_enhance": face_enhance,
+                "model": services.settings.upscale_model,
+            },
+            safe_filename(file.filename),
+            str(path),
+            max_active=services.settings.max_pending_jobs,
+        )
     )
+    if job is None:
+        services.files.remove(str(path))
+        raise _queue_full(services.settings.max_pending_jobs)
     services.queue.enqueue(job.id)
     pixels = decoded.rgb.shape[0] * decoded.rgb.shape[1]
+    ahead = await asyncio.to_thread(services.store.count_active)
     return UpscaleAccepted(
         job_id=job.id,
         status="queued",
         message="Image submitted for upscaling",
-        estimated_time=_estimate(services, pixels),
+        estimated_time=_estimate(services, pixels, ahead),
         parameters=UpscaleParameters(scale=scale, face_enhance=face_enhance),
     )
 
@@ -117,12 +129,16 @@ async def read_limited(file: UploadFile, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _queue_full(cap: int) -> Overloaded:
+    return Overloaded(f"{cap} jobs are already waiting; try again shortly", retry_after=30)
+
+
 async def _check_capacity(services: Services) -> None:
+    """An early refusal before the upload is stored; `admit` makes the binding check."""
     active = await asyncio.to_thread(services.store.count_active)
     if active >= services.settings.max_pending_jobs:
-        raise Overloaded(f"{active} jobs are already waiting; try again shortly", retry_after=30)
-    if not await services.triton.is_model_ready(services.upscaler.ensemble):
-        raise ModelNotReady(services.upscaler.ensemble)
+        raise _queue_full(services.settings.max_pending_jobs)
+    await services.triton.require_ready(services.upscaler.ensemble)
 
 
 def safe_filename(name: str | None) -> str:
@@ -131,9 +147,8 @@ def safe_filename(name: str | None) -> str:
     return "".join(ch for ch in cleaned if ch.isprintable())[:255] or "upload"
 
 
-def _estimate(services: Services, pixels: int) -> str:
+def _estimate(services: Services, pixels: int, ahead: int) -> str:
     per_pixel = services.upscale_job.seconds_per_pixel() or DEFAULT_SECONDS_PER_PIXEL
-    ahead = services.store.count_active()
     seconds = per_pixel * pixels
     low = max(1, round(seconds * 0.75))
     high = max(low + 1, round(seconds * 1.5 * max(1, ahead)))

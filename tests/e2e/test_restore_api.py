@@ -199,3 +199,39 @@ def test_batch_restores_good_urls_and_reports_refused_ones(
         for url in urls[2:]:
             assert results[url]["status"] == "failed" and results[url]["error"], url
         assert status["failed"] == len(urls) - 2
+
+
+def transparent_png(mode: str) -> bytes:
+    """The astronaut at 128² whose left quarter is transparent, saved in `mode`:
+    RGBA, gray+alpha (LA), or a palette with a transparent entry (P + tRNS)."""
+    photo: Image.Image = Image.open(io.BytesIO(astronaut_png(128)))
+    buffer = io.BytesIO()
+    if mode == "P":
+        quantized = photo.convert("RGB").quantize(colors=255)
+        pixels = np.asarray(quantized).copy()
+        pixels[:, :32] = 255  # the one palette entry marked transparent
+        palette = Image.fromarray(pixels, "P")
+        palette.putpalette([*(quantized.getpalette() or [])[: 255 * 3], 0, 0, 0])
+        palette.save(buffer, "PNG", transparency=255)
+        return buffer.getvalue()
+    alpha = np.full((128, 128), 255, np.uint8)
+    alpha[:, :32] = 0
+    photo = photo.convert("RGBA")
+    photo.putalpha(Image.fromarray(alpha))
+    photo.convert(mode).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_restore_keeps_transparency(restore_gateway, mode) -> None:
+    with restore_gateway.client() as client:
+        body = client.post(
+            "/restore",
+            files={"file": ("t.png", transparent_png(mode), "image/png")},
+            data={"upscale": "2"},
+        ).json()
+        result = Image.open(io.BytesIO(client.get(body["download_url"]).content))
+    assert result.mode in ("RGBA", "LA"), result.mode
+    restored_alpha = np.asarray(result.getchannel("A"))
+    assert restored_alpha.shape == (256, 256)
+    assert restored_alpha[:, :60].max() == 0 and restored_alpha[:, 70:].min() == 255

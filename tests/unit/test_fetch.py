@@ -8,6 +8,7 @@ to have opened no connection at all.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import ipaddress
 import shutil
 import socket
@@ -15,11 +16,13 @@ import ssl
 import subprocess
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import brotli
 import certifi
 import pytest
 
@@ -33,6 +36,13 @@ from gateway.fetch import (
 )
 
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # 1,032 bytes; the content is not checked
+# A few hundred bytes each that decompress to 20 MB, far past every limit of the tests.
+BOMB = b"\0" * 20_000_000
+COMPRESSED = {
+    "/gzip": gzip.compress(BOMB),
+    "/br": brotli.compress(BOMB),
+    "/deflate": zlib.compress(BOMB),
+}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -48,6 +58,10 @@ class Handler(BaseHTTPRequestHandler):
             "/to-localhost": f"http://localhost:{port}/image.png",
             "/to-metadata": "http://169.254.169.254/latest/meta-data/",
             "/loop": "/loop",
+            "/to-data": "data:image/png;base64,iVBORw0KGgo=",
+            "/to-mailto": "mailto:someone@example.com",
+            "/to-javascript": "javascript:alert(1)",
+            "/to-http-colon": "http:foo",
         }
         if route == "/image.png":
             self.reply(IMAGE)
@@ -66,6 +80,13 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             for _ in range(64):
                 self.wfile.write(b"x" * 1024)
+        elif route in COMPRESSED:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Encoding", route.strip("/"))
+            self.send_header("Content-Length", str(len(COMPRESSED[route])))
+            self.end_headers()
+            self.wfile.write(COMPRESSED[route])
         elif route == "/slow":
             time.sleep(1.0)
             self.reply(IMAGE)
@@ -313,6 +334,19 @@ def test_redirects_are_limited(server, connects):
     with pytest.raises(FetchError, match="redirected more than 3 times"):
         fetch(f"http://127.0.0.1:{port}/loop", policy_for(server, max_redirects=3))
     assert len(connects) == 4
+
+
+@pytest.mark.parametrize("route", ["/to-data", "/to-mailto", "/to-javascript", "/to-http-colon"])
+def test_a_redirect_to_a_non_http_url_is_refused_with_a_reason(server, route):
+    with pytest.raises(URLRefused, match="redirected to a URL that is not a valid http"):
+        fetch(f"http://127.0.0.1:{port_of(server)}{route}", policy_for(server))
+
+
+@pytest.mark.parametrize("route", sorted(COMPRESSED))
+def test_a_compressed_answer_is_refused_without_being_decompressed(server, route):
+    assert len(COMPRESSED[route]) < 30_000  # small on the wire: the bomb is in the decoding
+    with pytest.raises(FetchError, match="compressed body"):
+        fetch(f"http://127.0.0.1:{port_of(server)}{route}", policy_for(server, max_bytes=10**6))
 
 
 def test_a_declared_length_over_the_limit_is_refused_before_reading(server):

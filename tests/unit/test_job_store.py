@@ -4,6 +4,7 @@ from pathlib import Path
 
 from gateway.jobs.recovery import recover_jobs
 from gateway.jobs.store import JobStore
+from gateway.storage import FileStore
 
 
 def make_job(store: JobStore) -> str:
@@ -83,7 +84,8 @@ def test_recovery_requeues_interrupted_jobs_and_fails_them_when_attempts_run_out
     store.requeue(exhausted, "first try died")
     store.claim(exhausted)  # second attempt, also interrupted
     queue = FakeQueue(pending={waiting})
-    report = recover_jobs(store, queue, max_attempts=2)  # type: ignore[arg-type]
+    files = FileStore(tmp_path / "uploads", tmp_path / "results")
+    report = recover_jobs(store, queue, files, max_attempts=2)  # type: ignore[arg-type]
     assert report.requeued == [retried] and report.failed == [exhausted]
     assert report.re_enqueued == [lost]
     assert sorted(queue.enqueued) == sorted([retried, lost])
@@ -111,3 +113,37 @@ def test_results_older_than_the_ttl_are_deleted_with_their_files(tmp_path: Path)
     assert store.get(old) is None and not paths[old].exists()
     assert store.get(fresh) is not None and paths[fresh].exists()
     assert store.status_of(running) == "processing"
+
+
+def test_concurrent_submitters_never_overshoot_the_queue_cap(tmp_path: Path) -> None:
+    import threading
+
+    # Two stores on one database stand for two gateways; 50 submitters race for 10 places.
+    stores = [JobStore(tmp_path / "jobs.db"), JobStore(tmp_path / "jobs.db")]
+    admitted: list[str] = []
+    start = threading.Barrier(50)
+
+    def submit(index: int) -> None:
+        start.wait()
+        store = stores[index % 2]
+        job = store.admit("upscale", {}, "a.png", "", max_active=10)
+        if job is not None:
+            admitted.append(job.id)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(admitted) == 10
+    assert stores[0].count_active() == 10
+
+
+def test_admission_refuses_only_while_the_active_jobs_fill_the_cap(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    first = store.admit("upscale", {}, "a.png", "", max_active=1)
+    assert first is not None
+    assert store.admit("upscale", {}, "b.png", "", max_active=1) is None
+    store.claim(first.id)
+    store.complete(first.id, None, None, None)
+    assert store.admit("upscale", {}, "c.png", "", max_active=1) is not None
