@@ -13,10 +13,16 @@ GATEWAY_URL := http://127.0.0.1:8000
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# requirements.txt pulls in requirements/dev.txt and through it every pinned set. The two
+# packages in requirements/export-no-deps.txt declare opencv-python, a second wheel providing
+# `cv2` that would fight opencv-python-headless over the same files; they go in with --no-deps
+# (what they really need is pinned in requirements/export.txt). The project itself goes in with
+# --no-deps too: the lock files pin everything.
+$(STAMP): requirements.txt $(wildcard requirements/*.txt) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements/export-no-deps.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
