@@ -8,17 +8,24 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from gateway import __version__
+from gateway.body_limit import BodyLimit
 from gateway.errors import FacetError, PayloadTooLarge
 from gateway.observability import GatewayMetrics
+from gateway.openapi import install_openapi
 from gateway.routes import restore, system, upscale
 from gateway.services import start_services
 from gateway.settings import Settings
 
 # Multipart framing around the file: boundaries, headers and the small form fields.
 MULTIPART_OVERHEAD = 64 * 1024
+# Swagger UI and ReDoc files, served by the gateway itself (see install_offline_docs).
+STATIC_URL = "/static"
+DOCS_ASSETS = ("fastapi_offline", "static")
 DESCRIPTION = """\
 Facet's REST gateway: image upscaling with Real-ESRGAN served by Triton Inference Server.
 Compatible with the Real-ESRGAN upscaler API (submit → poll status → download result).
@@ -56,21 +63,67 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def upload_guard(settings: Settings) -> Callable[..., Awaitable[Response]]:
     """Refuse an oversized upload from its Content-Length, before the body is read at all."""
-    limit = settings.max_upload_bytes + MULTIPART_OVERHEAD
+    limit = upload_limit(settings)
 
     async def guard(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         length = request.headers.get("content-length")
         if request.method == "POST" and length and length.isdigit() and int(length) > limit:
-            return error_response(PayloadTooLarge(_too_large(settings.max_upload_bytes)))
+            return too_large_response(settings)
         return await call_next(request)
 
     return guard
 
 
+def upload_limit(settings: Settings) -> int:
+    """Body bytes a request may carry: the file limit plus its multipart framing."""
+    return settings.max_upload_bytes + MULTIPART_OVERHEAD
+
+
+def too_large_response(settings: Settings) -> JSONResponse:
+    """The one 413 answer, whether the length was declared or counted (gateway.body_limit)."""
+    return error_response(PayloadTooLarge(_too_large(settings.max_upload_bytes)))
+
+
 def _too_large(limit: int) -> str:
     return f"upload too large: the limit is {limit // (1024 * 1024)} MB"
+
+
+def install_offline_docs(app: FastAPI) -> None:
+    """/docs and /redoc from asset files installed with the gateway (the fastapi-offline wheel)
+    instead of FastAPI's CDN links, so the pages work on a machine without internet access.
+    No Google fonts, no online validator badge: nothing on these pages leaves the gateway."""
+    app.mount(STATIC_URL, StaticFiles(packages=[DOCS_ASSETS]), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = _root_path(request)
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{STATIC_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{STATIC_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{STATIC_URL}/favicon.png",
+            oauth2_redirect_url=None,
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = _root_path(request)
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{STATIC_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{STATIC_URL}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+def _root_path(request: Request) -> str:
+    root = request.scope.get("root_path", "")
+    return root.rstrip("/") if isinstance(root, str) else ""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -87,10 +140,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.stop()
 
     app = FastAPI(
-        title="Facet gateway", version=__version__, description=DESCRIPTION, lifespan=lifespan
+        title="Facet gateway",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
+    # Innermost, so the metrics and CORS middleware see (and count) its 413 like any answer.
+    app.add_middleware(
+        BodyLimit, limit=upload_limit(settings), refusal=lambda: too_large_response(settings)
+    )
     app.middleware("http")(upload_guard(settings))
     app.middleware("http")(metrics.middleware)
     # Public API without credentials, like the one it replaces: browsers may call it directly.
@@ -103,4 +165,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router)
     app.include_router(upscale.router)
     app.include_router(restore.router)
+    install_offline_docs(app)
+    install_openapi(app)
     return app

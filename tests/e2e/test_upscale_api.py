@@ -98,6 +98,15 @@ def test_rate_limits_answer_429_with_retry_after(shared_triton, start_gateway) -
         assert "rate limit" in limited.json()["detail"]
 
 
+def test_health_is_never_rate_limited_while_downloads_are(shared_triton, start_gateway) -> None:
+    gateway = start_gateway(shared_triton, rate_limits_enabled="true", rate_limit_other=2)
+    with gateway.client() as client:
+        assert [client.get("/health").status_code for _ in range(5)] == [200] * 5
+        downloads = [client.get("/download/none").status_code for _ in range(3)]
+        assert downloads == [404, 404, 429]
+        assert client.get("/metrics/prometheus").status_code == 429
+
+
 def _png_header_claiming(width: int, height: int) -> bytes:
     """A small, well-formed PNG whose IHDR claims a huge size (a decompression bomb's shape)."""
 
@@ -168,9 +177,12 @@ def test_triton_down_gives_503_then_service_resumes(
         started = time.monotonic()
         refused = submit(client, photo_bytes())
         assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
-        assert "upscale_realesrgan_x4plus" in refused.json()["detail"]
+        # Unreachable is not "model not loaded": the client learns what is really wrong.
+        assert refused.json()["detail"] == "inference server unavailable"
         assert time.monotonic() - started < 10
-        assert client.get("/health").status_code == 503
+        down = client.get("/health")
+        assert down.status_code == 503 and int(down.headers["retry-after"]) >= 1
+        assert "127.0.0.1" not in down.text and str(ports["grpc_port"]) not in down.text
         start_triton(tiny_sr_repository, **ports)
         deadline = time.monotonic() + 30
         while client.get("/health").status_code != 200 and time.monotonic() < deadline:
@@ -209,3 +221,37 @@ def test_root_redirects_to_docs_and_metrics_are_exposed(shared_triton, start_gat
         text = client.get("/metrics/prometheus").text
         assert "facet_http_requests_total" in text and 'facet_jobs{state="queued"}' in text
         assert 'route="/health"' in text
+
+
+def test_a_chunked_upload_over_the_limit_is_refused_with_413_and_the_gateway_stays_up(
+    shared_triton, start_gateway
+) -> None:
+    """No Content-Length to refuse up front: the gateway counts the bytes as they arrive."""
+    from collections.abc import Iterator
+
+    gateway = start_gateway(shared_triton)
+    boundary = "facet-chunked-upload"
+
+    def body() -> Iterator[bytes]:
+        yield (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="big.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        for _ in range(16):
+            yield b"\0" * (1024 * 1024)
+        yield f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="scale"\r\n\r\n2'.encode()
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    with gateway.client() as client:
+        headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+        refused = client.post("/upscale", content=body(), headers=headers)
+        assert refused.request.headers["transfer-encoding"] == "chunked"
+        assert refused.status_code == 413, refused.text
+        assert refused.json() == {
+            "detail": "upload too large: the limit is 15 MB",
+            "error": "PayloadTooLarge",
+        }
+        assert client.get("/health").status_code == 200
+        assert client.get("/metrics").json()["jobs"]["current_queue_length"] == 0
+    assert "Traceback" not in gateway.log.read_text()
