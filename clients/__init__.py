@@ -1,5 +1,6 @@
 """Facet's clients: `FacetTritonClient` (gRPC straight to Triton, client-side tiling),
-`FacetRestClient` (the REST gateway's job API) and the `facet` command line (`clients.cli`).
+`FacetRestClient` (the REST gateway: upscale jobs, face restoration, batches, quality metrics,
+with its `Restoration` and `BatchAccepted` answers) and the `facet` command line (`clients.cli`).
 
 The client classes are imported on first use, so `import clients` (and `facet --help`) stays
 fast and the REST client never loads tritonclient.
@@ -23,11 +24,13 @@ from clients.errors import (
 )
 
 if TYPE_CHECKING:
-    from clients.rest import FacetRestClient
+    from clients.rest import BatchAccepted, FacetRestClient, Restoration
     from clients.triton_grpc import FacetTritonClient, ModelStatistics, ModelSummary, TensorSpec
 
 _LAZY = {
+    "BatchAccepted": "clients.rest",
     "FacetRestClient": "clients.rest",
+    "Restoration": "clients.rest",
     "FacetTritonClient": "clients.triton_grpc",
     "ModelStatistics": "clients.triton_grpc",
     "ModelSummary": "clients.triton_grpc",
@@ -36,6 +39,7 @@ _LAZY = {
 
 __all__ = [
     "BadRequestError",
+    "BatchAccepted",
     "DeadlineExceededError",
     "FacetClientError",
     "FacetRestClient",
@@ -46,6 +50,7 @@ __all__ = [
     "NotFoundError",
     "OverloadedError",
     "RateLimitedError",
+    "Restoration",
     "ServerError",
     "TensorSpec",
     "UnavailableError",

@@ -1,5 +1,6 @@
 """`facet`: Facet's command line. Upscale images straight through Triton (gRPC, tiled on this
-machine) or through the REST gateway (a queued job), list Triton's models, follow or cancel jobs.
+machine) or through the REST gateway (a queued job, optionally restoring faces), restore the faces
+of a photo with GFPGAN through the gateway, list Triton's models, follow or cancel jobs.
 
 Exit codes: 0 success, 1 the server failed or could not be reached, 2 bad usage or bad input
 (unreadable image, unknown job or model, a request the server refused), 130 interrupted.
@@ -13,9 +14,11 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from clients.rest import FacetRestClient
+    from clients.rest import FacetRestClient, Restoration
     from gateway.imageio import DecodedImage, ImageFormat
 
 PROG: Final = "facet"
@@ -35,6 +38,9 @@ REST_URL: Final = os.environ.get("FACET_GATEWAY_URL", "http://127.0.0.1:8000")
 DEFAULT_MODEL: Final = "realesrgan_x4plus"
 DEFAULT_TIMEOUT_S: Final = 600.0
 FACE_MODEL: Final = "gfpgan_v1_4"
+DETECTORS: Final = ("mtcnn", "scrfd")
+SPINNER_FRAMES: Final = "|/-\\"
+SPINNER_TICK_S: Final = 0.125
 # Local files are not uploads: allow more than the gateway does, but stay clear of a 4×
 # output that cannot fit in memory (16 Mpx in → 256 Mpx, ~770 MB of RGB out).
 LOCAL_MAX_BYTES: Final = 256 * 1024 * 1024
@@ -55,7 +61,9 @@ EXIT_INTERRUPTED: Final = 130
 
 DESCRIPTION = """\
 Facet's command line: image super-resolution with Real-ESRGAN served by Triton Inference Server,
-either straight through Triton (gRPC, tiled on this machine) or through the REST gateway (jobs).
+either straight through Triton (gRPC, tiled on this machine) or through the REST gateway (jobs),
+and face restoration with GFPGAN v1.4 through the gateway (`facet restore`, or `facet upscale
+--face-enhance`).
 
 Exit codes: 0 ok, 1 server error or unreachable, 2 usage or bad input, 130 interrupted.
 Environment: FACET_TRITON_URL (default 127.0.0.1:8001) and FACET_GATEWAY_URL (default
@@ -65,6 +73,8 @@ TOP_EXAMPLES = """\
 examples:
   facet upscale photo.jpg -o photo_x4.png
   facet upscale photo.jpg -o photo_x2.jpg --scale 2 --via rest
+  facet upscale group.jpg -o group_x2.png --scale 2 --face-enhance
+  facet restore damaged_photo.jpg -o restored.png --upscale 2
   facet models --url 127.0.0.1:8001
   facet status 6b0f4c1e9a5d4e0c8f4f2b7a1d3c5e7f
   facet cancel 6b0f4c1e9a5d4e0c8f4f2b7a1d3c5e7f
@@ -81,7 +91,13 @@ The progress bar counts tiles. --shm passes tensors through shared memory (same 
 --via rest sends the file to the gateway: submit, poll the job (the progress bar shows the
 job's progress), download the result. The gateway uses its own model and tile settings, so
 --model, --tile, --tile-pad, --pre-pad, --batch and --shm are refused with --via rest.
-Ctrl-C while waiting cancels the job.
+Ctrl-C while waiting cancels the job. A warning the job carries (e.g. a model running on
+synthetic weights) is printed on stderr as "facet: warning: ...".
+
+--face-enhance also restores every face with GFPGAN v1.4 ('{FACE_MODEL}'), the gateway's
+face_enhance=true. Only the gateway can do that (the gRPC path runs the upscaler ensemble
+alone), so --face-enhance implies --via rest, and --url is then the gateway's URL; with an
+explicit --via grpc it is refused. See `facet restore --help` for the weights' licence.
 
 Images are read like the gateway reads uploads (EXIF orientation applied, alpha kept and
 resized linearly, grayscale written back as grayscale). The output format follows the
@@ -95,7 +111,8 @@ examples:
   facet upscale photo.jpg -o photo_x4.png
   facet upscale photo.jpg -o photo_x2.webp --scale 2 --model realesr_general_x4v3
   facet upscale photo.png -o big.png --tile 256 --batch 2 --shm --url 127.0.0.1:8001
-  facet upscale photo.jpg -o photo_x2.jpg --scale 2 --via rest --url http://127.0.0.1:8000"""
+  facet upscale photo.jpg -o photo_x2.jpg --scale 2 --via rest --url http://127.0.0.1:8000
+  facet upscale group.jpg -o group_x2.png --scale 2 --face-enhance"""
 
 MODELS_DESCRIPTION = """\
 List every model in Triton's repository with its version, state (READY when it can serve),
@@ -135,16 +152,32 @@ examples:
   facet health --json --url http://gateway:8000"""
 
 RESTORE_DESCRIPTION = f"""\
-Face restoration (planned): detect and align every face, restore it with GFPGAN v1.4
-('{FACE_MODEL}'), paste it back into the (optionally upscaled) photo.
+Restore the faces of one JPEG, PNG or WebP photo through the gateway (POST /restore, then GET
+/download): every face is detected (MTCNN by default), aligned, restored with GFPGAN v1.4
+('{FACE_MODEL}'), and pasted back into the photo upscaled by --upscale (Lanczos, or Real-ESRGAN
+with --background-enhance). A group photo restores every detected face, up to 20.
 
-NOT AVAILABLE YET: no face restoration model is installed on Facet's servers, so this command
-does nothing and exits with status 2. `facet upscale` (super-resolution) works today; the
-gateway likewise refuses face_enhance=true."""
+The gateway does the work inside one request and reports no progress, so a spinner turns
+while it works (up to --timeout seconds). Then one line is printed: the file written, its
+size, faces detected and restored, and the seconds taken. The output format follows the
+extension of -o; without -o the result goes next to the input as <name>_restored.<ext>, as
+the gateway names it. Options left out are not sent, so the gateway's defaults apply.
+
+Weights and licences: the official GFPGAN v1.4 weights (GFPGANv1.4.pth: Apache-2.0, with the
+StyleGAN2 code's third-party terms, NVIDIA's Source Code License among them) are NOT bundled
+with Facet. A server uses them only when its operator installed them (the file in weights/,
+or `make models WEIGHTS=official`); otherwise it runs synthetic weights, its "restored" faces
+are not meaningful, and its answer carries a warning saying so, printed on stderr as
+"facet: warning: ...". The MTCNN detector runs real MIT-licensed weights; SCRFD
+(--detector scrfd) is insightface's, for non-commercial research only, and is synthetic
+unless its official det_10g.onnx was installed."""
 
 RESTORE_EXAMPLES = """\
-examples (once the model is installed):
-  facet restore portrait.jpg -o portrait_restored.png"""
+examples:
+  facet restore damaged_photo.jpg -o restored.png
+  facet restore group.jpg -o group_restored.jpg --upscale 1 --weight 0.7
+  facet restore portrait.png --only-center-face --background-enhance --url http://gateway:8000
+  facet restore photo.webp -o out.png --detector scrfd --detector-score 0.5"""
 
 
 class UsageError(Exception):
@@ -172,11 +205,31 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
+def unit_float(text: str) -> float:
+    """A number in [0, 1]."""
+    value = _float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def score_float(text: str) -> float:
+    """A number in (0, 1]."""
+    value = _float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text}")
+    return value
+
+
+def _float(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    value = _float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
@@ -237,8 +290,8 @@ def add_upscale(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument(
         "--via",
         choices=("grpc", "rest"),
-        default="grpc",
-        help="grpc: straight to Triton, tiled here; rest: a job on the gateway (default: grpc)",
+        help="grpc: straight to Triton, tiled here; rest: a job on the gateway (default: grpc, "
+        "rest with --face-enhance)",
     )
     parser.add_argument(
         "--url",
@@ -255,7 +308,8 @@ def add_upscale(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument(
         "--face-enhance",
         action="store_true",
-        help="also restore faces (needs the GFPGAN model, which no server has yet: refused)",
+        help="also restore every face with GFPGAN on the gateway; implies --via rest (refused "
+        "with --via grpc)",
     )
     parser.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
     grpc_only = parser.add_argument_group("gRPC-only options (--via grpc)")
@@ -345,13 +399,72 @@ def add_restore(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser = _command(
         commands,
         "restore",
-        "restore faces with GFPGAN (not available yet)",
+        "restore the faces of a photo with GFPGAN (gateway)",
         RESTORE_DESCRIPTION,
         RESTORE_EXAMPLES,
     )
-    parser.add_argument("input", nargs="?", type=Path, help="the photo whose faces to restore")
-    parser.add_argument("-o", "--output", type=Path, help="where the restored photo would go")
-    parser.add_argument("--url", help="the server that would do it")
+    parser.add_argument(
+        "input", type=Path, help="the photo whose faces to restore (JPEG, PNG or WebP)"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="where to write the restored photo; its extension picks the format "
+        "(default: <input>_restored.<ext> next to the input)",
+    )
+    parser.add_argument(
+        "--version",
+        default="1.4",
+        help="GFPGAN version; the gateway accepts the installed ones only and lists them when "
+        "refusing another (default: 1.4)",
+    )
+    parser.add_argument(
+        "--upscale",
+        type=int,
+        choices=(1, 2, 3, 4),
+        default=2,
+        help="final upscale of the whole photo; 1 keeps its size (and, without "
+        "--background-enhance, every pixel outside the faces) (default: 2)",
+    )
+    parser.add_argument(
+        "--weight",
+        type=unit_float,
+        help="blend of restored and original face, 0 (original) to 1 (restored) "
+        "(default: the gateway's, 0.5)",
+    )
+    parser.add_argument(
+        "--only-center-face",
+        action="store_true",
+        help="restore only the face nearest the centre of the photo (default: every face)",
+    )
+    parser.add_argument(
+        "--background-enhance",
+        action="store_true",
+        help="upscale the rest of the photo with Real-ESRGAN instead of Lanczos",
+    )
+    parser.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        help="face detector: mtcnn (real weights) or scrfd (insightface; non-commercial "
+        "research only, synthetic unless installed) (default: the gateway's, mtcnn)",
+    )
+    parser.add_argument(
+        "--detector-score",
+        type=score_float,
+        help="lowest detection score kept, above 0 and at most 1; lower finds more, and less "
+        "certain, faces (default: the gateway's, 0.9)",
+    )
+    parser.add_argument(
+        "--url", default=REST_URL, help=f"the gateway's base URL (default: {REST_URL})"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds to wait for the gateway's answer (default: {DEFAULT_TIMEOUT_S:g})",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="do not draw the spinner")
     parser.set_defaults(handler=run_restore)
 
 
@@ -393,10 +506,14 @@ def _describe(exc: FacetClientError) -> str:
 
 
 def run_upscale(args: argparse.Namespace) -> int:
-    if args.face_enhance:
-        raise UsageError(_face_model_missing("--face-enhance"))
+    via = args.via or ("rest" if args.face_enhance else "grpc")
+    if args.face_enhance and via == "grpc":
+        raise UsageError(
+            "--face-enhance runs on the gateway only (the gRPC path calls the upscaler ensemble "
+            "alone, without face restoration): use --via rest, or leave --via out"
+        )
     target = _output_format(args.output)
-    if args.via == "rest":
+    if via == "rest":
         grpc_only = [
             flag
             for flag, value in (
@@ -411,9 +528,10 @@ def run_upscale(args: argparse.Namespace) -> int:
         if args.shm:
             grpc_only.append("--shm")
         if grpc_only:
+            implied = " (--face-enhance runs on the gateway)" if args.via is None else ""
             raise UsageError(
-                f"{', '.join(grpc_only)} only apply to --via grpc; the gateway uses its own "
-                "model and tile settings"
+                f"{', '.join(grpc_only)} only apply to --via grpc{implied}; the gateway uses its "
+                "own model and tile settings"
             )
         return upscale_rest(args, target)
     return upscale_grpc(args, target)
@@ -544,10 +662,13 @@ def _write_atomically(output: Path, data: bytes) -> None:
 def upscale_rest(args: argparse.Namespace, target: ImageFormat | None) -> int:
     from clients.rest import FacetRestClient
 
+    url = _gateway_url(args.url or REST_URL)
     data = _read_input(args.input)
     started = time.monotonic()
-    with FacetRestClient(args.url or REST_URL) as client:
-        accepted = client.submit_upscale(data, args.scale, filename=args.input.name)
+    with FacetRestClient(url) as client:
+        accepted = client.submit_upscale(
+            data, args.scale, face_enhance=args.face_enhance, filename=args.input.name
+        )
         job_id = str(accepted["job_id"])
         _note(f"job {job_id} queued (estimated {accepted.get('estimated_time', '?')})")
         try:
@@ -564,11 +685,26 @@ def upscale_rest(args: argparse.Namespace, target: ImageFormat | None) -> int:
         result_url = str(final["result_url"])
         output = _save_result(client, result_url, args, target)
     seconds = time.monotonic() - started
+    faces = " with faces restored (GFPGAN)" if args.face_enhance else ""
     print(
-        f"{output}: {_describe_file(output)}, ×{args.scale} via the gateway "
+        f"{output}: {_describe_file(output)}, ×{args.scale}{faces} via the gateway "
         f"(job {job_id}, {seconds:.1f} s)"
     )
+    _warn(final.get("warning"))
     return EXIT_OK
+
+
+def _gateway_url(url: str) -> str:
+    """The gateway's base URL; a bare host:port (Triton's gRPC form) is a usage error."""
+    if "://" not in url:
+        raise UsageError(f"--url {url!r} is not the gateway's URL; give http://host:port")
+    return url
+
+
+def _warn(warning: object) -> None:
+    """A server's warning (e.g. synthetic weights), on stderr and marked as such."""
+    if warning:
+        _note(f"{PROG}: warning: {warning}")
 
 
 def _cancel_quietly(client: FacetRestClient, job_id: str) -> None:
@@ -629,13 +765,59 @@ class _NullBar:
         pass
 
 
-def _progress_bar(args: argparse.Namespace, *, total: int, unit: str, desc: str) -> Any:
+def _progress_bar(
+    args: argparse.Namespace,
+    *,
+    total: int | None,
+    unit: str,
+    desc: str,
+    bar_format: str | None = None,
+) -> Any:
     """A tqdm bar on stderr; off with --no-progress and when stderr is not a terminal."""
     if args.no_progress:
         return _NullBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, disable=None, leave=True)
+    return tqdm(
+        total=total,
+        unit=unit,
+        desc=desc,
+        file=sys.stderr,
+        disable=None,
+        leave=True,
+        bar_format=bar_format,
+    )
+
+
+@contextmanager
+def _spinner(args: argparse.Namespace, desc: str) -> Iterator[None]:
+    """An indeterminate bar (a turning spinner and the time elapsed) for a request that reports
+    no progress; drawn like the other bars, and off when they are."""
+    with _progress_bar(
+        args,
+        total=None,
+        unit="s",
+        desc=f"{desc} {SPINNER_FRAMES[0]}",
+        bar_format="{desc} [{elapsed}]",
+    ) as bar:
+        if getattr(bar, "disable", True):  # --no-progress, or stderr is not a terminal
+            yield
+            return
+        stop = threading.Event()
+
+        def turn() -> None:
+            frame = 0
+            while not stop.wait(SPINNER_TICK_S):
+                frame += 1
+                bar.set_description_str(f"{desc} {SPINNER_FRAMES[frame % len(SPINNER_FRAMES)]}")
+
+        ticker = threading.Thread(target=turn, name="facet-spinner", daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            ticker.join()
 
 
 # models, status, cancel, health, restore -------------------------------------------------------
@@ -750,14 +932,45 @@ def run_health(args: argparse.Namespace) -> int:
     return EXIT_OK if healthy else EXIT_SERVER
 
 
+# restore ---------------------------------------------------------------------------------------
+
+
 def run_restore(args: argparse.Namespace) -> int:
-    _error(_face_model_missing("facet restore"))
-    return EXIT_USAGE
+    from clients.rest import FacetRestClient
 
-
-def _face_model_missing(what: str) -> str:
-    return (
-        f"{what} needs the face restoration model '{FACE_MODEL}' (GFPGAN v1.4), which is not "
-        "installed or available on this server; nothing was done. `facet upscale` works for "
-        "super-resolution."
+    target = _output_format(args.output)
+    url = _gateway_url(args.url)
+    data = _read_input(args.input)
+    started = time.monotonic()
+    with FacetRestClient(url) as client:
+        with _spinner(args, "restoring faces"):
+            restoration = client.restore(
+                data,
+                version=args.version,
+                upscale=args.upscale,
+                weight=args.weight,
+                only_center_face=True if args.only_center_face else None,
+                background_enhance=True if args.background_enhance else None,
+                face_detector_model=args.detector,
+                face_detector_score=args.detector_score,
+                filename=args.input.name,
+                timeout_s=args.timeout,
+            )
+        output = _save_result(client, restoration.download_url, args, target)
+    seconds = time.monotonic() - started
+    print(
+        f"{output}: {_describe_file(output)}, {_describe_faces(restoration)}, "
+        f"×{args.upscale} with GFPGAN v{args.version} via the gateway "
+        f"(restoration {restoration.restoration_id}, {seconds:.1f} s)"
     )
+    _warn(restoration.warning)
+    if restoration.faces_detected == 0:
+        _note(f"{PROG}: note: no face was found; a lower --detector-score finds less clear ones")
+    return EXIT_OK
+
+
+def _describe_faces(restoration: Restoration) -> str:
+    detected, restored = restoration.faces_detected, restoration.faces_restored
+    if detected is None or restored is None:
+        return "faces not counted by the server"
+    return f"{detected} face{'s' if detected != 1 else ''} detected, {restored} restored"

@@ -1,5 +1,6 @@
 """A synchronous client of the Facet REST gateway: submit an upscale job, poll it, download the
-result, cancel it, read health and metrics.
+result, cancel it, read health and metrics; restore the faces of a photo (GFPGAN), download the
+restoration, submit and follow a batch of image URLs, compare two images (POST /metrics).
 
 Answers of 429 and 503 are retried after the server's Retry-After, a bounded number of times;
 every other failure raises a `FacetClientError` subclass carrying the server's `detail`.
@@ -12,7 +13,8 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
@@ -39,9 +41,76 @@ DEFAULT_RETRY_WAIT_S: Final = 1.0  # a 429/503 without Retry-After
 FIRST_POLL_S: Final = 0.25
 MAX_POLL_S: Final = 2.0  # the gateway allows 60 status requests per minute per client
 DOWNLOAD_CHUNK: Final = 1 << 20
+# /restore answers only once every face is restored (about 5 s a face on 2 CPU cores, up to 20
+# faces), so its answer is awaited longer than the client's usual timeout.
+RESTORE_TIMEOUT_S: Final = 300.0
 _FILENAME = re.compile(r"filename\*?=(?:UTF-8'')?\"?([^\";]+)\"?", re.IGNORECASE)
 
 StatusCallback = Callable[[dict[str, Any]], None]
+ImageSource = str | os.PathLike[str] | bytes
+FormData = Mapping[str, str | list[str]]
+
+
+@dataclass(frozen=True)
+class Restoration:
+    """The answer of POST /restore. The first six fields are the GFPGAN API's own; the face
+    counts and `warning` (set when a model used has synthetic weights: the faces are then not
+    meaningfully restored) are the Facet gateway's additions, None from a server without them.
+    Sizes are (width, height)."""
+
+    status: str
+    restoration_id: str
+    original_size: tuple[int, int]
+    restored_size: tuple[int, int]
+    processing_time: float
+    download_url: str
+    faces_detected: int | None = None
+    faces_restored: int | None = None
+    warning: str | None = None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Restoration:
+        """Read the gateway's JSON; ServerError when a field is missing or of the wrong type."""
+        try:
+            return cls(
+                status=_field(body, "status", str),
+                restoration_id=_field(body, "restoration_id", str),
+                original_size=_size(body, "original_size"),
+                restored_size=_size(body, "restored_size"),
+                processing_time=float(_field(body, "processing_time", (int, float))),
+                download_url=_field(body, "download_url", str),
+                faces_detected=_optional(body, "faces_detected", int),
+                faces_restored=_optional(body, "faces_restored", int),
+                warning=_optional(body, "warning", str),
+            )
+        except KeyError as exc:
+            raise ServerError(f"the gateway's restoration answer lacks {exc}") from None
+        except TypeError as exc:
+            raise ServerError(f"the gateway's restoration answer is malformed: {exc}") from None
+
+
+@dataclass(frozen=True)
+class BatchAccepted:
+    """The answer of POST /batch; follow it with `batch_status(batch_id)`."""
+
+    status: str
+    batch_id: str
+    estimated_completion: str  # ISO 8601, UTC
+    status_url: str
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> BatchAccepted:
+        try:
+            return cls(
+                status=_field(body, "status", str),
+                batch_id=_field(body, "batch_id", str),
+                estimated_completion=_field(body, "estimated_completion", str),
+                status_url=_field(body, "status_url", str),
+            )
+        except KeyError as exc:
+            raise ServerError(f"the gateway's batch answer lacks {exc}") from None
+        except TypeError as exc:
+            raise ServerError(f"the gateway's batch answer is malformed: {exc}") from None
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -149,16 +218,12 @@ class FacetRestClient:
         """POST /upscale: queue a job; returns {job_id, status, message, estimated_time, ...}.
 
         `image` is a file path or the encoded bytes (JPEG, PNG or WebP); the gateway checks it.
+        `face_enhance=True` also restores every face with GFPGAN (400 when the server has no
+        GFPGAN); the job's status then carries a `warning` when that model's weights are
+        synthetic.
         """
-        if isinstance(image, bytes):
-            data, name = image, filename or "upload"
-        else:
-            path = Path(image)
-            data, name = path.read_bytes(), filename or path.name
-        form = {"scale": str(scale), "face_enhance": "true" if face_enhance else "false"}
-        return self._json(
-            "POST", "/upscale", files={"file": (name, data, "application/octet-stream")}, data=form
-        )
+        form = {"scale": str(scale), "face_enhance": _form_bool(face_enhance)}
+        return self._json("POST", "/upscale", files={"file": _upload(image, filename)}, data=form)
 
     def status(self, job_id: str) -> dict[str, Any]:
         """GET /status/{job_id}: {status, progress (0..100), result_url, error, ...}."""
@@ -240,6 +305,101 @@ class FacetRestClient:
         """GET /metrics: job counts, queue length, average processing time, system load."""
         return self._json("GET", "/metrics")
 
+    def restore(
+        self,
+        image: ImageSource,
+        *,
+        version: str = "1.4",
+        upscale: int = 2,
+        weight: float | None = None,
+        only_center_face: bool | None = None,
+        background_enhance: bool | None = None,
+        face_detector_model: str | None = None,
+        face_detector_score: float | None = None,
+        filename: str | None = None,
+        timeout_s: float = RESTORE_TIMEOUT_S,
+    ) -> Restoration:
+        """POST /restore: detect and restore every face of `image` (a path or encoded bytes).
+
+        The server does the work inside this request, so its answer is awaited `timeout_s`
+        seconds (connecting still has the client's own timeout). Options left None are not
+        sent, so the server's defaults apply (weight 0.5, only_center_face and
+        background_enhance false, detector mtcnn with score 0.9). Fetch the image with
+        `download_restored` or `save_restored`.
+        """
+        form: dict[str, str | list[str]] = {"version": version, "upscale": str(upscale)}
+        for name, value in (
+            ("weight", weight),
+            ("only_center_face", only_center_face),
+            ("background_enhance", background_enhance),
+            ("face_detector_model", face_detector_model),
+            ("face_detector_score", face_detector_score),
+        ):
+            if value is not None:
+                form[name] = _form_bool(value) if isinstance(value, bool) else str(value)
+        body = self._json(
+            "POST",
+            "/restore",
+            files={"file": _upload(image, filename)},
+            data=form,
+            timeout_s=timeout_s,
+        )
+        return Restoration.from_json(body)
+
+    def download_restored(self, restoration: str | Restoration) -> bytes:
+        """GET /download/{id}: the restored image's bytes. `restoration` is a Restoration, its
+        restoration_id or its download_url (relative or absolute)."""
+        return self._send("GET", _restoration_url(restoration)).content
+
+    def save_restored(self, restoration: str | Restoration, dest: str | os.PathLike[str]) -> Path:
+        """Stream a restored image to `dest` like `download` does (a directory: the server's
+        name, <stem>_restored.<ext>, is used; written aside, then renamed). Returns its path."""
+        return self.download(_restoration_url(restoration), dest)
+
+    def submit_batch(
+        self, image_urls: Iterable[str], settings: Mapping[str, Any] | None = None
+    ) -> BatchAccepted:
+        """POST /batch: restore the photos at public `image_urls`, fetched by the server.
+
+        `settings` takes the GFPGAN API's keys (version, upscale, background_enhance, weight,
+        only_center_face); None sends none, so the server's defaults apply.
+        """
+        if isinstance(image_urls, str):
+            raise TypeError("image_urls is a list of URLs, not one string")
+        urls = list(image_urls)
+        if not urls:
+            raise ValueError("a batch needs at least one image URL")
+        payload: dict[str, Any] = {"image_urls": urls}
+        if settings is not None:
+            payload["settings"] = dict(settings)
+        return BatchAccepted.from_json(self._json("POST", "/batch", json=payload))
+
+    def batch_status(self, batch_id: str) -> dict[str, Any]:
+        """GET /batch/{batch_id}/status: {status, progress, total, completed, failed, results
+        (one per URL: its status, download_url or error, face counts), warning, ...}."""
+        return self._json("GET", f"/batch/{_segment(batch_id)}/status")
+
+    def quality(
+        self,
+        original: ImageSource,
+        restored: ImageSource,
+        metrics: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """POST /metrics: {metrics: {name: value}, analysis: {...}, ...} comparing `restored`
+        with `original` (paths or encoded bytes). `metrics` None lets the server pick all it
+        has (PSNR and SSIM on Facet); one it lacks is a BadRequestError listing those it has.
+        """
+        if isinstance(metrics, str):
+            raise TypeError("metrics is a list of names, not one string")
+        form: dict[str, str | list[str]] = {}
+        if metrics is not None:
+            form["metrics[]"] = list(metrics)
+        files = {
+            "original": _upload(original, None, default="original"),
+            "restored": _upload(restored, None, default="restored"),
+        }
+        return self._json("POST", "/metrics", files=files, data=form)
+
     # Transport -------------------------------------------------------------------------------
 
     def _json(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
@@ -254,13 +414,23 @@ class FacetRestClient:
         retry: bool = True,
         accept: frozenset[int] | set[int] = frozenset(),
         files: Mapping[str, Any] | None = None,
-        data: Mapping[str, str] | None = None,
+        data: FormData | None = None,
+        json: Any = None,
+        timeout_s: float | None = None,
     ) -> httpx.Response:
-        """Send once, and again after Retry-After on 429/503 while retries remain."""
+        """Send once, and again after Retry-After on 429/503 while retries remain.
+
+        `timeout_s` replaces the client's read/write/pool timeouts for this request (not the
+        connect timeout)."""
+        options: dict[str, Any] = {}
+        if timeout_s is not None:
+            options["timeout"] = httpx.Timeout(timeout_s, connect=self._http.timeout.connect)
         attempt = 0
         while True:
             try:
-                request = self._http.build_request(method, url, files=files, data=data)
+                request = self._http.build_request(
+                    method, url, files=files, data=data, json=json, **options
+                )
                 response = self._http.send(request, stream=stream)
             except httpx.HTTPError as exc:
                 raise _transport_error(exc, self.base_url) from exc
@@ -282,6 +452,51 @@ class FacetRestClient:
             return None
         wait = DEFAULT_RETRY_WAIT_S if error.retry_after is None else error.retry_after
         return None if wait > self.max_retry_wait_s else wait
+
+
+def _upload(
+    image: ImageSource, filename: str | None, *, default: str = "upload"
+) -> tuple[str, bytes, str]:
+    """One multipart file: (name, bytes, type). The gateway sniffs the format from the bytes."""
+    if isinstance(image, bytes):
+        return filename or default, image, "application/octet-stream"
+    path = Path(image)
+    return filename or path.name, path.read_bytes(), "application/octet-stream"
+
+
+def _form_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _restoration_url(restoration: str | Restoration) -> str:
+    """A Restoration, a restoration_id or a download_url → the URL to GET."""
+    if isinstance(restoration, Restoration):
+        return restoration.download_url
+    if restoration.startswith(("/", "http://", "https://")):
+        return restoration
+    return f"/download/{_segment(restoration)}"
+
+
+def _field(body: Mapping[str, Any], key: str, kind: type[Any] | tuple[type[Any], ...]) -> Any:
+    value = body[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TypeError(f"{key!r} is {value!r}")
+    return value
+
+
+def _optional(body: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
+    return None if body.get(key) is None else _field(body, key, kind)
+
+
+def _size(body: Mapping[str, Any], key: str) -> tuple[int, int]:
+    value = body[key]
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise TypeError(f"{key!r} is {value!r}, not [width, height]")
+    return int(value[0]), int(value[1])
 
 
 def _segment(job_id: str) -> str:

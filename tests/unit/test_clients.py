@@ -1,11 +1,17 @@
 """The clients' pure logic: the `facet` argument parser and exit codes, the mapping of gateway
-answers and Triton errors to client errors, Retry-After handling, job polling and downloads
-(over httpx.MockTransport, no server)."""
+answers and Triton errors to client errors, Retry-After handling, job polling and downloads,
+the restoration, batch and quality calls, and `facet restore` (over httpx.MockTransport, no
+server)."""
 
 from __future__ import annotations
 
+import argparse
 import functools
+import io
 import json
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.utils.shared_memory as shm
+from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 import clients
@@ -30,7 +37,14 @@ from clients.errors import (
     ServerError,
     UnavailableError,
 )
-from clients.rest import FacetRestClient, error_from_response, parse_retry_after
+from clients.rest import (
+    RESTORE_TIMEOUT_S,
+    BatchAccepted,
+    FacetRestClient,
+    Restoration,
+    error_from_response,
+    parse_retry_after,
+)
 from clients.triton_grpc import FacetTritonClient, ensemble_for, map_grpc_error, plan_region
 
 COMMANDS = ["upscale", "models", "status", "cancel", "health", "restore"]
@@ -49,10 +63,23 @@ def test_every_help_exits_0_and_shows_examples(argv: list[str], capsys) -> None:
     text = capsys.readouterr().out
     assert "examples" in text and "facet" in text
     if argv[0] == "restore":
-        assert "NOT AVAILABLE YET" in text and "gfpgan_v1_4" in text
+        for option in (
+            "--version",
+            "--upscale",
+            "--weight",
+            "--only-center-face",
+            "--background-enhance",
+            "--detector {mtcnn,scrfd}",
+            "--detector-score",
+            "gfpgan_v1_4",
+        ):
+            assert option in text
+        assert "NOT bundled" in text and "synthetic" in text and "Apache-2.0" in text
+        assert "not available yet" not in text.lower()
     if argv[0] == "upscale":
         for option in ("--via", "--scale", "--model", "--tile", "--shm", "--url", "(default: 4)"):
             assert option in text
+        assert "--face-enhance" in text and "implies --via rest" in text
 
 
 def test_upscale_arguments_and_defaults() -> None:
@@ -62,7 +89,7 @@ def test_upscale_arguments_and_defaults() -> None:
         Path("in.jpg"),
         Path("out.png"),
         4,
-        "grpc",
+        None,  # grpc, unless --face-enhance asks for the gateway
     )
     assert args.model is None and args.tile is None and not args.shm and args.url is None
     args = build_parser().parse_args(
@@ -92,6 +119,11 @@ def test_upscale_arguments_and_defaults() -> None:
         ["upscale", "a.png", "--timeout", "0"],
         ["status"],
         ["frobnicate"],
+        ["restore"],
+        ["restore", "a.png", "--upscale", "5"],
+        ["restore", "a.png", "--weight", "1.5"],
+        ["restore", "a.png", "--detector", "retinaface"],
+        ["restore", "a.png", "--detector-score", "0"],
     ],
 )
 def test_bad_usage_exits_2(argv: list[str], capsys) -> None:
@@ -101,11 +133,26 @@ def test_bad_usage_exits_2(argv: list[str], capsys) -> None:
     assert "usage:" in capsys.readouterr().err
 
 
-def test_restore_says_the_face_model_is_missing_and_exits_2(capsys) -> None:
-    assert main(["restore", "portrait.jpg", "-o", "out.png"]) == 2
-    assert main(["restore"]) == 2
-    err = capsys.readouterr().err
-    assert "gfpgan_v1_4" in err and "not installed" in err and "nothing was done" in err
+def test_restore_arguments_default_to_sending_only_what_was_asked() -> None:
+    args = build_parser().parse_args(["restore", "in.jpg", "-o", "out.png"])
+    assert args.handler.__name__ == "run_restore"
+    assert (args.version, args.upscale, args.weight, args.detector, args.detector_score) == (
+        "1.4",
+        2,
+        None,
+        None,
+        None,
+    )
+    assert not args.only_center_face and not args.background_enhance
+    argv = ["restore", "in.jpg", "--upscale", "1", "--weight", "0.7", "--detector", "scrfd"]
+    args = build_parser().parse_args([*argv, "--detector-score", "0.5", "--only-center-face"])
+    assert (args.upscale, args.weight, args.detector, args.detector_score) == (
+        1,
+        0.7,
+        "scrfd",
+        0.5,
+    )
+    assert args.only_center_face
 
 
 def test_upscale_refuses_bad_input_with_exit_2(tmp_path: Path, capsys) -> None:
@@ -117,7 +164,11 @@ def test_upscale_refuses_bad_input_with_exit_2(tmp_path: Path, capsys) -> None:
         "end it in .png": ["upscale", str(image), "-o", str(tmp_path / "out.tiff")],
         "only apply to --via grpc": ["upscale", str(image), "--via", "rest", "--tile", "64"],
         "--shm only apply": ["upscale", str(image), "--via", "rest", "--shm"],
-        "gfpgan_v1_4": ["upscale", str(image), "--face-enhance"],
+        "use --via rest": ["upscale", str(image), "--face-enhance", "--via", "grpc"],
+        "(--face-enhance runs on the gateway)": ["upscale", str(image), "--face-enhance", "--shm"],
+        "not the gateway's URL": ["upscale", str(image), "--face-enhance", "--url", "h:8001"],
+        "no such file:": ["restore", str(tmp_path / "missing.png")],
+        "end it in .png,": ["restore", str(image), "-o", str(tmp_path / "out.gif")],
     }
     for expected, argv in cases.items():
         assert main(argv) == 2, argv
@@ -341,6 +392,299 @@ def test_download_names_the_file_as_the_server_does_and_leaves_no_partial(
     assert seen[0].url == f"{BASE}/results/r1"
 
 
+# Restoration, batch and quality over a mock transport --------------------------------------------
+
+
+RESTORED = {
+    "status": "success",
+    "restoration_id": "r1",
+    "original_size": [800, 600],
+    "restored_size": [1600, 1200],
+    "processing_time": 2.3,
+    "download_url": "/download/r1",
+    "faces_detected": 7,
+    "faces_restored": 6,
+    "warning": "gfpgan_v1_4: synthetic weights: outputs are not meaningful",
+}
+
+
+def form_fields(request: httpx.Request) -> dict[str, list[str]]:
+    """The plain (non-file) fields of a multipart request, each name with all its values."""
+    boundary = request.headers["content-type"].split("boundary=", 1)[1].encode()
+    fields: dict[str, list[str]] = {}
+    for part in request.content.split(b"--" + boundary)[1:-1]:
+        head, _, value = part.strip(b"\r\n").partition(b"\r\n\r\n")
+        if b"filename=" in head:
+            continue
+        name = head.split(b'name="', 1)[1].split(b'"', 1)[0].decode()
+        fields.setdefault(name, []).append(value.decode())
+    return fields
+
+
+def test_restore_sends_the_seeds_form_and_reads_every_field_of_the_answer(
+    tmp_path: Path, sleeps: list[float]
+) -> None:
+    photo = tmp_path / "damaged_photo.jpg"
+    photo.write_bytes(b"\xff\xd8 not really a jpeg")
+    handler, seen = scripted(httpx.Response(200, json=RESTORED))
+    with rest_client(handler, sleeps) as client:
+        result = client.restore(photo)
+    assert result == Restoration(
+        status="success",
+        restoration_id="r1",
+        original_size=(800, 600),
+        restored_size=(1600, 1200),
+        processing_time=2.3,
+        download_url="/download/r1",
+        faces_detected=7,
+        faces_restored=6,
+        warning="gfpgan_v1_4: synthetic weights: outputs are not meaningful",
+    )
+    request = seen[0]
+    assert (request.method, request.url.path) == ("POST", "/restore")
+    assert form_fields(request) == {"version": ["1.4"], "upscale": ["2"]}  # nothing else sent
+    assert b'name="file"; filename="damaged_photo.jpg"' in request.content
+    assert b"not really a jpeg" in request.content
+
+
+def test_restore_sends_each_option_given_in_the_gateways_spelling(sleeps: list[float]) -> None:
+    handler, seen = scripted(httpx.Response(200, json=RESTORED))
+    with rest_client(handler, sleeps) as client:
+        client.restore(
+            b"\x89PNG...",
+            version="1.3",
+            upscale=1,
+            weight=0.25,
+            only_center_face=True,
+            background_enhance=False,
+            face_detector_model="scrfd",
+            face_detector_score=0.5,
+            filename="p.png",
+        )
+    assert form_fields(seen[0]) == {
+        "version": ["1.3"],
+        "upscale": ["1"],
+        "weight": ["0.25"],
+        "only_center_face": ["true"],
+        "background_enhance": ["false"],
+        "face_detector_model": ["scrfd"],
+        "face_detector_score": ["0.5"],
+    }
+    assert b'filename="p.png"' in seen[0].content
+
+
+def test_restore_waits_longer_than_the_client_timeout_but_connects_as_usual(
+    sleeps: list[float],
+) -> None:
+    handler, seen = scripted(httpx.Response(200, json=RESTORED), httpx.Response(200, json={}))
+    with rest_client(handler, sleeps, timeout_s=5) as client:
+        client.restore(b"x", timeout_s=123)
+        client.metrics()
+    restore_timeout, other_timeout = (request.extensions["timeout"] for request in seen)
+    assert restore_timeout == {"connect": 5, "read": 123, "write": 123, "pool": 123}
+    assert other_timeout == {"connect": 5, "read": 5, "write": 5, "pool": 5}
+    assert RESTORE_TIMEOUT_S >= 60
+
+
+def test_restore_answers_without_facets_extra_fields_still_parse(sleeps: list[float]) -> None:
+    seed_only = {k: v for k, v in RESTORED.items() if not k.startswith(("faces", "warning"))}
+    handler, _ = scripted(httpx.Response(200, json=seed_only))
+    with rest_client(handler, sleeps) as client:
+        result = client.restore(b"x")
+    assert (result.faces_detected, result.faces_restored, result.warning) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"restoration_id": None}, "restoration_id"),
+        ({"restored_size": [1600]}, "restored_size"),
+        ({"processing_time": "2.3"}, "processing_time"),
+        ({"faces_restored": True}, "faces_restored"),
+    ],
+)
+def test_a_malformed_restoration_answer_is_a_server_error(
+    change: dict[str, Any], expected: str, sleeps: list[float]
+) -> None:
+    handler, _ = scripted(httpx.Response(200, json={**RESTORED, **change}))
+    with rest_client(handler, sleeps) as client, pytest.raises(ServerError, match=expected):
+        client.restore(b"x")
+    missing = {k: v for k, v in RESTORED.items() if k != "download_url"}
+    handler, _ = scripted(httpx.Response(200, json=missing))
+    with rest_client(handler, sleeps) as client, pytest.raises(ServerError, match="lacks"):
+        client.restore(b"x")
+
+
+def test_restore_retries_busy_slots_and_maps_refusals_to_typed_errors(
+    sleeps: list[float],
+) -> None:
+    slots_busy = httpx.Response(
+        503,
+        json={"detail": "all restoration slots are busy", "error": "Overloaded"},
+        headers={"Retry-After": "5"},
+    )
+    handler, seen = scripted(slots_busy, httpx.Response(200, json=RESTORED))
+    with rest_client(handler, sleeps) as client:
+        assert client.restore(b"x").restoration_id == "r1"
+    assert sleeps == [5.0] and len(seen) == 2
+    refusals: list[tuple[httpx.Response, type[FacetClientError], str]] = [
+        (
+            httpx.Response(
+                400,
+                json={"detail": "version '9.9' is not installed; installed: ['1.4']"},
+            ),
+            BadRequestError,
+            "installed",
+        ),
+        (
+            httpx.Response(415, json={"detail": "unsupported image format"}),
+            BadRequestError,
+            "unsupported",
+        ),
+        (
+            httpx.Response(
+                503,
+                json={"detail": "model 'face_detect_mtcnn' is not ready", "error": "ModelNotReady"},
+            ),
+            UnavailableError,
+            "face_detect_mtcnn",
+        ),
+        (
+            httpx.Response(504, json={"detail": "Triton did not answer in time"}),
+            DeadlineExceededError,
+            "in time",
+        ),
+    ]
+    for response, expected, words in refusals:
+        handler, _ = scripted(*[response] * 4)
+        with (
+            rest_client(handler, sleeps, max_retries=0) as client,
+            pytest.raises(expected, match=words),
+        ):
+            client.restore(b"x")
+
+
+def test_restored_images_download_by_id_url_or_answer(tmp_path: Path, sleeps: list[float]) -> None:
+    named = {"content-disposition": 'attachment; filename="damaged_photo_restored.png"'}
+    handler, seen = scripted(
+        httpx.Response(200, content=b"ONE"),
+        httpx.Response(200, content=b"TWO"),
+        httpx.Response(200, content=b"THREE"),
+        httpx.Response(200, content=b"FOUR", headers=named),
+        httpx.Response(404, json={"detail": "Restoration not found or expired"}),
+    )
+    with rest_client(handler, sleeps) as client:
+        assert client.download_restored("r1") == b"ONE"
+        assert client.download_restored(f"{BASE}/download/r2") == b"TWO"
+        assert client.download_restored(Restoration.from_json(RESTORED)) == b"THREE"
+        saved = client.save_restored("r4", tmp_path)
+        assert saved == tmp_path / "damaged_photo_restored.png" and saved.read_bytes() == b"FOUR"
+        with pytest.raises(NotFoundError, match="expired"):
+            client.download_restored("/download/gone")
+        with pytest.raises(ValueError):
+            client.download_restored("../results/x")
+    assert [r.url.path for r in seen] == [
+        "/download/r1",
+        "/download/r2",
+        "/download/r1",
+        "/download/r4",
+        "/download/gone",
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["damaged_photo_restored.png"]
+
+
+def test_submit_batch_posts_the_seeds_json_and_reads_the_acceptance(sleeps: list[float]) -> None:
+    accepted = {
+        "status": "accepted",
+        "batch_id": "b1",
+        "estimated_completion": "2024-01-15T10:30:00Z",
+        "status_url": "/batch/b1/status",
+    }
+    handler, seen = scripted(httpx.Response(200, json=accepted), httpx.Response(200, json=accepted))
+    urls = ["https://example.com/photo1.jpg", "https://example.com/photo2.jpg"]
+    settings = {"version": "1.4", "upscale": 2, "background_enhance": True}
+    with rest_client(handler, sleeps) as client:
+        assert client.submit_batch(urls, settings) == BatchAccepted(**accepted)
+        client.submit_batch(iter(urls[:1]))
+    assert (seen[0].method, seen[0].url.path) == ("POST", "/batch")
+    assert seen[0].headers["content-type"] == "application/json"
+    assert json.loads(seen[0].content) == {"image_urls": urls, "settings": settings}
+    assert json.loads(seen[1].content) == {"image_urls": urls[:1]}  # the server's defaults
+
+
+def test_submit_batch_refuses_no_urls_or_one_string_before_sending(sleeps: list[float]) -> None:
+    handler, seen = scripted()
+    with rest_client(handler, sleeps) as client:
+        with pytest.raises(ValueError, match="at least one"):
+            client.submit_batch([])
+        with pytest.raises(TypeError, match="not one string"):
+            client.submit_batch("https://example.com/photo1.jpg")
+    assert seen == []
+
+
+def test_batch_status_returns_the_servers_document_and_maps_unknown_batches(
+    sleeps: list[float],
+) -> None:
+    document = {
+        "batch_id": "b1",
+        "status": "completed",
+        "completed": 1,
+        "failed": 1,
+        "results": [
+            {"url": "https://example.com/a.jpg", "status": "completed", "download_url": "/d/x"},
+            {"url": "http://10.0.0.1/x.jpg", "status": "failed", "error": "not public"},
+        ],
+    }
+    handler, seen = scripted(
+        httpx.Response(200, json=document),
+        httpx.Response(404, json={"detail": "Batch not found", "error": "NotFound"}),
+    )
+    with rest_client(handler, sleeps) as client:
+        assert client.batch_status("b1") == document
+        with pytest.raises(NotFoundError, match="Batch not found"):
+            client.batch_status("nope")
+        with pytest.raises(ValueError):
+            client.batch_status("../status")
+    assert [r.url.path for r in seen] == ["/batch/b1/status", "/batch/nope/status"]
+
+
+def test_quality_sends_both_images_and_each_metric_wanted(sleeps: list[float]) -> None:
+    answer_body = {"metrics": {"psnr": 31.2, "ssim": 0.91}, "analysis": {"quality_score": 8.5}}
+    handler, seen = scripted(
+        httpx.Response(200, json=answer_body),
+        httpx.Response(200, json=answer_body),
+        httpx.Response(
+            400,
+            json={
+                "detail": "metrics ['lpips'] are not available on this server; available: "
+                "['psnr', 'ssim']",
+                "error": "BadRequest",
+            },
+        ),
+    )
+    with rest_client(handler, sleeps) as client:
+        assert client.quality(b"A", b"B", ["psnr", "ssim"]) == answer_body
+        assert client.quality(b"A", b"B") == answer_body
+        with pytest.raises(BadRequestError, match="available"):
+            client.quality(b"A", b"B", ["lpips"])
+        with pytest.raises(TypeError):
+            client.quality(b"A", b"B", "psnr")
+    first = seen[0]
+    assert (first.method, first.url.path) == ("POST", "/metrics")
+    assert form_fields(first) == {"metrics[]": ["psnr", "ssim"]}
+    assert b'name="original"; filename="original"' in first.content
+    assert b'name="restored"; filename="restored"' in first.content
+    assert form_fields(seen[1]) == {}  # the server picks what it has
+    assert len(seen) == 3
+
+
+def test_upscale_with_face_enhance_is_sent_as_the_gateway_spells_it(sleeps: list[float]) -> None:
+    handler, seen = scripted(httpx.Response(200, json={"job_id": "j1", "status": "queued"}))
+    with rest_client(handler, sleeps) as client:
+        client.submit_upscale(b"x", scale=2, face_enhance=True)
+    assert form_fields(seen[0]) == {"scale": ["2"], "face_enhance": ["true"]}
+
+
 # The CLI over a mock gateway --------------------------------------------------------------------
 
 
@@ -396,6 +740,154 @@ def test_cli_upscale_via_rest_reports_a_refused_upload(gateway, tmp_path: Path, 
     )
     assert main(["upscale", str(image), "--via", "rest", "--url", BASE, "--no-progress"]) == 1
     assert "retry after 3 s" in capsys.readouterr().err
+
+
+def png(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (120, 80, 40)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+WARNING = "gfpgan_v1_4: synthetic weights: outputs are not meaningful"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_restore_spinner_turns_on_a_terminal_and_draws_nothing_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clients import cli
+
+    for stream, no_progress, drawn in (
+        (Terminal(), False, True),
+        (Terminal(), True, False),
+        (io.StringIO(), False, False),
+    ):
+        monkeypatch.setattr(sys, "stderr", stream)
+        with cli._spinner(argparse.Namespace(no_progress=no_progress), "restoring faces"):
+            time.sleep(cli.SPINNER_TICK_S * 3)
+        text = stream.getvalue()
+        if drawn:
+            frames = {line.split("[")[0] for line in text.split("\r") if line}
+            assert len(frames) >= 2 and all(f.startswith("restoring faces ") for f in frames)
+        else:
+            assert text == ""
+    assert not any(t.name == "facet-spinner" for t in threading.enumerate())
+
+
+def test_cli_restore_sends_its_options_writes_the_result_and_reports_faces_and_warning(
+    gateway, tmp_path: Path, capsys
+) -> None:
+    source = tmp_path / "group.png"
+    source.write_bytes(png((40, 30)))
+    seen: list[httpx.Request] = []
+    body = {**RESTORED, "original_size": [40, 30], "restored_size": [40, 30], "warning": WARNING}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        request.read()
+        seen.append(request)
+        if request.url.path == "/restore":
+            return httpx.Response(200, json=body)
+        disposition = {"content-disposition": 'attachment; filename="group_restored.png"'}
+        return httpx.Response(200, content=png((40, 30)), headers=disposition)
+
+    gateway(handle)
+    output = tmp_path / "out" / "restored.png"
+    argv = ["restore", str(source), "-o", str(output), "--upscale", "1", "--weight", "0.7"]
+    argv += ["--only-center-face", "--detector", "scrfd", "--detector-score", "0.6"]
+    assert main([*argv, "--url", BASE, "--no-progress"]) == 0
+    assert [(r.method, r.url.path) for r in seen] == [("POST", "/restore"), ("GET", "/download/r1")]
+    assert form_fields(seen[0]) == {
+        "version": ["1.4"],
+        "upscale": ["1"],
+        "weight": ["0.7"],
+        "only_center_face": ["true"],
+        "face_detector_model": ["scrfd"],
+        "face_detector_score": ["0.6"],
+    }
+    assert b'filename="group.png"' in seen[0].content
+    assert Image.open(output).size == (40, 30)
+    captured = capsys.readouterr()
+    line = captured.out.strip()
+    assert line.startswith(f"{output}: 40×30 PNG, 7 faces detected, 6 restored, ×1 with GFPGAN")
+    assert "restoration r1" in line and line.endswith(" s)") and "\n" not in line
+    assert f"facet: warning: {WARNING}" in captured.err
+    assert sorted(p.name for p in output.parent.iterdir()) == ["restored.png"]
+
+
+def test_cli_restore_without_o_names_the_file_as_the_gateway_does(
+    gateway, tmp_path: Path, capsys
+) -> None:
+    source = tmp_path / "face.png"
+    source.write_bytes(png((16, 16)))
+    no_faces = {**RESTORED, "faces_detected": 0, "faces_restored": 0}
+    no_faces.pop("warning")
+    gateway(
+        lambda request: (
+            httpx.Response(200, json=no_faces)
+            if request.url.path == "/restore"
+            else httpx.Response(
+                200,
+                content=png((32, 32)),
+                headers={"content-disposition": 'attachment; filename="face_restored.png"'},
+            )
+        )
+    )
+    assert main(["restore", str(source), "--url", BASE, "--no-progress"]) == 0
+    assert Image.open(tmp_path / "face_restored.png").size == (32, 32)
+    captured = capsys.readouterr()
+    assert "0 faces detected, 0 restored" in captured.out
+    assert "warning" not in captured.err and "no face was found" in captured.err
+
+
+def test_cli_restore_reports_a_refusal_with_the_gateways_words_and_exit_2(
+    gateway, tmp_path: Path, capsys
+) -> None:
+    source = tmp_path / "a.png"
+    source.write_bytes(png((8, 8)))
+    gateway(
+        lambda request: httpx.Response(
+            400, json={"detail": "version '9.9' is not installed; installed: ['1.4']"}
+        )
+    )
+    argv = ["restore", str(source), "-o", str(tmp_path / "o.png"), "--version", "9.9"]
+    assert main([*argv, "--url", BASE, "--no-progress"]) == 2
+    assert "installed: ['1.4']" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
+    gateway(lambda request: httpx.Response(503, json={"detail": "model not ready"}))
+    assert main([*argv, "--url", BASE, "--no-progress"]) == 1
+
+
+def test_cli_upscale_with_face_enhance_goes_to_the_gateway_and_prints_the_jobs_warning(
+    gateway, tmp_path: Path, capsys
+) -> None:
+    source = tmp_path / "a.png"
+    source.write_bytes(png((16, 16)))
+    seen: list[httpx.Request] = []
+    done = status_body("completed", 100, result_url=f"{BASE}/results/r1", warning=WARNING)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        request.read()
+        seen.append(request)
+        if request.url.path == "/upscale":
+            return httpx.Response(200, json={"job_id": "j1", "status": "queued"})
+        if request.url.path == "/status/j1":
+            return done
+        return httpx.Response(200, content=png((32, 32)))
+
+    gateway(handle)
+    output = tmp_path / "out.png"
+    argv = ["upscale", str(source), "-o", str(output), "--scale", "2", "--face-enhance"]
+    assert main([*argv, "--url", BASE, "--no-progress"]) == 0  # no --via: the gateway
+    assert [r.url.path for r in seen] == ["/upscale", "/status/j1", "/results/r1"]
+    assert form_fields(seen[0]) == {"scale": ["2"], "face_enhance": ["true"]}
+    assert Image.open(output).size == (32, 32)
+    captured = capsys.readouterr()
+    assert "with faces restored (GFPGAN) via the gateway" in captured.out
+    assert f"facet: warning: {WARNING}" in captured.err
 
 
 # Triton errors → client errors ------------------------------------------------------------------
@@ -462,6 +954,7 @@ def test_local_checks_run_before_anything_is_sent() -> None:
 
 def test_package_exports_the_clients_lazily() -> None:
     assert clients.FacetRestClient is FacetRestClient
+    assert clients.Restoration is Restoration and clients.BatchAccepted is BatchAccepted
     assert clients.FacetTritonClient is FacetTritonClient
     with pytest.raises(AttributeError):
         _ = clients.NoSuchThing  # type: ignore[attr-defined]
