@@ -166,9 +166,12 @@ def parse_url(url: str) -> urllib.parse.SplitResult:
 
 
 def ascii_host(host: str) -> str:
-    """The host as DNS sees it: IDNA-encoded names, IP literals as written; no zone ids."""
+    """The host as DNS sees it: IDNA-encoded names, IP literals as written; no zone ids and no
+    percent-escapes (resolvers and proxies disagree on decoding them, a classic filter dodge)."""
     if "%" in host:
-        raise URLRefused("IPv6 zone identifiers are not allowed")
+        if host.startswith("[") or ":" in host:
+            raise URLRefused("IPv6 zone identifiers are not allowed")
+        raise URLRefused("percent-encoded host names are not allowed")
     try:
         return host.encode("idna").decode("ascii").lower()
     except UnicodeError:

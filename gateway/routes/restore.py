@@ -8,23 +8,25 @@ import time
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from gateway.errors import BadRequest, NotFound, Overloaded
 from gateway.faces.service import RestoreOptions
+from gateway.faces.triton_sessions import DETECTORS
 from gateway.imageio import decode_upload, output_format_for
 from gateway.jobs.restorations import store_restoration
 from gateway.jobs.store import Job
+from gateway.openapi import errors
 from gateway.quality import analysis_block, compare_images
 from gateway.routes.deps import rate_limited, services_of
 from gateway.routes.upscale import read_limited, safe_filename
 from gateway.weights import synthetic_warning
 
-router = APIRouter()
+router = APIRouter(tags=["restore (GFPGAN API)"])
 AVAILABLE_METRICS = ("psnr", "ssim")
 # Needs models this server does not run; asked for, they are refused with the list above.
 UNAVAILABLE_METRICS = ("lpips", "dists", "arcface_similarity", "niqe", "brisque")
@@ -45,16 +47,63 @@ class RestoreResponse(BaseModel):
 
 
 class BatchSettings(BaseModel):
+    # A mistyped or unsupported setting is a 400 naming it, never silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
     version: str = "1.4"
-    upscale: int = 2
+    upscale: int = Field(default=2, ge=1, le=4)
     background_enhance: bool = False
-    weight: float = 0.5
+    weight: float = Field(default=0.5, ge=0, le=1)
     only_center_face: bool = False
+    face_detector_model: str = Field(
+        default="mtcnn", json_schema_extra={"enum": list[JsonValue](sorted(DETECTORS))}
+    )
+    face_detector_score: float = Field(default=0.9, gt=0, le=1)
+
+    def options(self) -> RestoreOptions:
+        """The same options /restore takes as form fields."""
+        fields = self.model_dump(exclude={"face_detector_model", "face_detector_score"})
+        return RestoreOptions(
+            **fields, detector=self.face_detector_model, min_score=self.face_detector_score
+        )
 
 
 class BatchRequest(BaseModel):
     image_urls: list[str] = Field(min_length=1)
     settings: BatchSettings = Field(default_factory=BatchSettings)
+
+
+class BatchItem(BaseModel):
+    url: str
+    status: Literal["pending", "completed", "failed"]
+    restoration_id: str | None = None
+    download_url: str | None = None
+    faces_detected: int | None = None
+    faces_restored: int | None = None
+    error: str | None = None
+    synthetic_models: list[str] | None = None
+    warning: str | None = None
+
+
+class BatchStatus(BaseModel):
+    batch_id: str
+    status: str
+    progress: int
+    total: int
+    completed: int
+    failed: int
+    results: list[BatchItem]
+    error: str | None = None
+    created_at: float
+    completed_at: float | None = None
+    warning: str | None = None
+
+
+class QualityResponse(BaseModel):
+    metrics: dict[str, float]
+    analysis: dict[str, float | str]
+    compared_size: list[int]
+    resized_original: bool
 
 
 class BatchAccepted(BaseModel):
@@ -69,18 +118,22 @@ class BatchAccepted(BaseModel):
     response_model=RestoreResponse,
     response_model_exclude_none=True,
     dependencies=[Depends(rate_limited("other"))],
-    responses={400: {}, 413: {}, 415: {}, 503: {}},
+    responses=errors(400, 413, 415, 429, 502, 503, 504),
 )
 async def restore(
     request: Request,
     file: Annotated[UploadFile, File(description="JPEG, PNG or WebP, at most 15 MB")],
     version: Annotated[str, Form(description="GFPGAN version; installed ones only")] = "1.4",
-    upscale: Annotated[int, Form(description="final upscale of the whole image, 1-4")] = 2,
-    weight: Annotated[float, Form(description="restored vs original face blend, 0-1")] = 0.5,
+    upscale: Annotated[int, Form(ge=1, le=4, description="final upscale of the whole image")] = 2,
+    weight: Annotated[float, Form(ge=0, le=1, description="restored vs original face blend")] = 0.5,
     only_center_face: Annotated[bool, Form()] = False,
     background_enhance: Annotated[bool, Form(description="Real-ESRGAN background")] = False,
-    face_detector_model: Annotated[str, Form()] = "mtcnn",
-    face_detector_score: Annotated[float, Form()] = 0.9,
+    face_detector_model: Annotated[
+        str, Form(json_schema_extra={"enum": sorted(DETECTORS)}, description="face detector")
+    ] = "mtcnn",
+    face_detector_score: Annotated[
+        float, Form(gt=0, le=1, description="minimum detection score")
+    ] = 0.9,
 ) -> RestoreResponse:
     services = services_of(request)
     options = RestoreOptions(
@@ -132,7 +185,7 @@ async def restore(
     "/download/{restoration_id}",
     response_class=FileResponse,
     dependencies=[Depends(rate_limited("other"))],
-    responses={404: {}},
+    responses=errors(404, 429),
 )
 async def download(restoration_id: str, request: Request) -> FileResponse:
     services = services_of(request)
@@ -155,13 +208,13 @@ async def download(restoration_id: str, request: Request) -> FileResponse:
     "/batch",
     response_model=BatchAccepted,
     dependencies=[Depends(rate_limited("other"))],
-    responses={400: {}, 503: {}},
+    responses=errors(400, 413, 429, 503),
 )
 async def submit_batch(body: BatchRequest, request: Request) -> BatchAccepted:
     services = services_of(request)
     if len(body.image_urls) > services.settings.batch_max_urls:
         raise BadRequest(f"at most {services.settings.batch_max_urls} image_urls per batch")
-    options = RestoreOptions(**body.settings.model_dump())
+    options = body.settings.options()
     await services.faces.check_options(options)
     await services.faces.check_ready(options)
     parameters = {"image_urls": body.image_urls, "settings": asdict(options)}
@@ -190,7 +243,9 @@ async def submit_batch(body: BatchRequest, request: Request) -> BatchAccepted:
 @router.get(
     "/batch/{batch_id}/status",
     dependencies=[Depends(rate_limited("status"))],
-    responses={404: {}},
+    response_model=BatchStatus,
+    response_model_exclude_none=True,
+    responses=errors(404, 429),
 )
 async def batch_status(batch_id: str, request: Request) -> dict[str, Any]:
     services = services_of(request)
@@ -222,7 +277,12 @@ def describe_batch(job: Job) -> dict[str, Any]:
     }
 
 
-@router.post("/metrics", dependencies=[Depends(rate_limited("other"))], responses={400: {}})
+@router.post(
+    "/metrics",
+    response_model=QualityResponse,
+    dependencies=[Depends(rate_limited("other"))],
+    responses=errors(400, 413, 415, 429),
+)
 async def quality_metrics(
     request: Request,
     original: Annotated[UploadFile, File()],

@@ -4,19 +4,75 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from gateway import __version__
+from gateway.openapi import RETRY_AFTER, errors
 from gateway.routes.deps import rate_limited, services_of
 from gateway.system import health_system, metrics_system
 from gateway.triton_client import UNAVAILABLE_RETRY_AFTER_S
 from gateway.weights import describe_model
 
-router = APIRouter()
+router = APIRouter(tags=["system"])
+
+
+class ModelHealth(BaseModel):
+    installed: bool
+    weights: str
+    synthetic: bool
+    licence: str | None = None
+    ready: bool | None = None
+    warning: str | None = None
+
+
+class TritonReadiness(BaseModel):
+    server_live: bool
+    server_ready: bool
+    models: dict[str, bool]
+    checked_at: float | None = None
+    error: str | None = None
+
+
+class HealthResponse(BaseModel):
+    status: Literal["healthy", "unhealthy"]
+    timestamp: float
+    version: str
+    redis: str
+    system: dict[str, Any]
+    triton: TritonReadiness
+    models: dict[str, ModelHealth]
+    warning: str | None = None
+
+
+class SystemMetrics(BaseModel):
+    cpu_usage_percent: float
+    memory_usage_percent: float
+    memory_available_gb: float
+    disk_usage_percent: float
+    disk_free_gb: float
+
+
+class QueueInfo(BaseModel):
+    backend: Literal["redis", "sqlite"]
+
+
+class JobMetrics(BaseModel):
+    total_processed: int
+    current_queue_length: int
+    average_processing_time: float | None = None
+    by_status: dict[str, int]
+
+
+class MetricsResponse(BaseModel):
+    timestamp: float
+    system: SystemMetrics
+    queue: QueueInfo
+    jobs: JobMetrics
 
 
 @router.get("/", include_in_schema=False)
@@ -26,7 +82,17 @@ async def root() -> RedirectResponse:
 
 # Not rate-limited: load balancers and pollers probe it often, and a probe must never spend a
 # client's budget for real work or be refused while the instance is healthy.
-@router.get("/health")
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={
+        503: {
+            "model": HealthResponse,
+            "description": "the upscaler cannot serve (Triton or its model is not ready)",
+            "headers": RETRY_AFTER,
+        }
+    },
+)
 async def health(request: Request) -> JSONResponse:
     """The seed's health document plus what Facet adds: Triton and the model's weight source.
     503 (with Retry-After) when the upscaler cannot serve, so load balancers take it out."""
@@ -36,7 +102,7 @@ async def health(request: Request) -> JSONResponse:
     upscale = describe_model(services.triton.catalog, ensemble)
     models = {services.settings.upscale_model: {**upscale, "ready": ready}}
     models.update(services.faces.models())
-    body: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "status": "healthy" if ready else "unhealthy",
         "timestamp": time.time(),
         "version": __version__,
@@ -47,9 +113,10 @@ async def health(request: Request) -> JSONResponse:
     }
     synthetic = sorted(name for name, info in models.items() if info.get("synthetic"))
     if synthetic:
-        body["warning"] = (
+        fields["warning"] = (
             f"{', '.join(synthetic)} run on synthetic weights: outputs are not meaningful"
         )
+    body = HealthResponse(**fields).model_dump(mode="json", exclude_none=True)
     if ready:
         return JSONResponse(body)
     return JSONResponse(
@@ -66,7 +133,12 @@ def public_readiness(readiness: dict[str, Any]) -> dict[str, Any]:
     return public
 
 
-@router.get("/metrics", dependencies=[Depends(rate_limited("other"))])
+@router.get(
+    "/metrics",
+    response_model=MetricsResponse,
+    dependencies=[Depends(rate_limited("other"))],
+    responses=errors(429),
+)
 async def metrics(request: Request) -> dict[str, Any]:
     services = services_of(request)
     totals = await asyncio.to_thread(services.store.totals)
@@ -88,7 +160,18 @@ def _rounded(value: float | None) -> float | None:
     return round(value, 2) if value is not None else None
 
 
-@router.get("/metrics/prometheus", dependencies=[Depends(rate_limited("other"))])
+@router.get(
+    "/metrics/prometheus",
+    response_class=PlainTextResponse,
+    dependencies=[Depends(rate_limited("other"))],
+    responses={
+        200: {
+            "description": "the gateway's metrics in Prometheus' text format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        },
+        **errors(429),
+    },
+)
 async def prometheus(request: Request) -> Response:
     registry = services_of(request).metrics.registry
     payload = await asyncio.to_thread(generate_latest, registry)

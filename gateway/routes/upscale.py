@@ -15,11 +15,12 @@ from gateway.errors import BadRequest, NotFound, Overloaded, PayloadTooLarge
 from gateway.faces.service import RestoreOptions
 from gateway.imageio import decode_upload
 from gateway.jobs.store import Job
+from gateway.openapi import errors
 from gateway.routes.deps import base_url, rate_limited, services_of
 from gateway.services import Services
 from gateway.weights import synthetic_warning
 
-router = APIRouter()
+router = APIRouter(tags=["upscale (Real-ESRGAN API)"])
 READ_CHUNK = 1 << 20
 # Measured with make up: x4plus on 2 CPU cores, a 160×160 JPEG at scale 2 took 22.5 s (4 tiles of
 # 148² with their overlap), i.e. ~9e-4 s per input pixel. Replaced by observed jobs once any ran.
@@ -64,12 +65,12 @@ class Message(BaseModel):
     "/upscale",
     response_model=UpscaleAccepted,
     dependencies=[Depends(rate_limited("upscale"))],
-    responses={400: {}, 413: {}, 415: {}, 429: {}, 503: {}},
+    responses=errors(400, 413, 415, 429, 503, 504),
 )
 async def submit_upscale(
     request: Request,
     file: Annotated[UploadFile, File(description="JPEG, PNG or WebP, at most 15 MB")],
-    scale: Annotated[int, Form(description="2 or 4")] = 2,
+    scale: Annotated[int, Form(description="2 or 4", json_schema_extra={"enum": [2, 4]})] = 2,
     face_enhance: Annotated[bool, Form(description="restore faces too")] = False,
 ) -> UpscaleAccepted:
     services = services_of(request)
@@ -160,7 +161,7 @@ def _estimate(services: Services, pixels: int, ahead: int) -> str:
     response_model=JobStatusResponse,
     response_model_exclude_none=False,
     dependencies=[Depends(rate_limited("status"))],
-    responses={404: {}, 429: {}},
+    responses=errors(404, 429),
 )
 async def job_status(job_id: str, request: Request) -> JobStatusResponse:
     services = services_of(request)
@@ -199,8 +200,9 @@ def _result_url(request: Request, job: Job) -> str | None:
 
 
 async def _find_job(services: Services, job_id: str) -> Job:
+    """An upscale job by id; a restoration's or batch's id is not one (404 like any unknown)."""
     job = await asyncio.to_thread(services.store.get, job_id)
-    if job is None:
+    if job is None or job.kind != "upscale":
         raise NotFound("Job not found")
     return job
 
@@ -209,7 +211,7 @@ async def _find_job(services: Services, job_id: str) -> Job:
     "/job/{job_id}",
     response_model=Message,
     dependencies=[Depends(rate_limited("other"))],
-    responses={400: {}, 404: {}, 429: {}},
+    responses=errors(400, 404, 429),
 )
 async def cancel_job(job_id: str, request: Request) -> Message:
     services = services_of(request)
@@ -224,7 +226,7 @@ async def cancel_job(job_id: str, request: Request) -> Message:
 @router.get(
     "/results/{result_id}",
     dependencies=[Depends(rate_limited("other"))],
-    responses={404: {}},
+    responses=errors(404, 429),
     response_class=FileResponse,
 )
 async def download_result(result_id: str, request: Request) -> FileResponse:

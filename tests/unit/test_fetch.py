@@ -416,3 +416,17 @@ def test_fetch_errors_are_bad_requests():
 )
 def test_public_addresses_are_told_apart(address, public):
     assert is_public_address(ipaddress.ip_address(address)) is public
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://%31%32%37.0.0.1/", "percent-encoded host names"),
+        ("http://ex%61mple.com/", "percent-encoded host names"),
+        ("http://[fe80::1%25eth0]/", "zone identifiers"),
+    ],
+)
+def test_escaped_hosts_are_refused_with_the_real_reason(url, reason, connects):
+    with pytest.raises(URLRefused, match=reason):
+        fetch(url, FetchPolicy(max_bytes=100, timeout_s=3.0))
+    assert connects == []
