@@ -16,13 +16,26 @@ class ConversionError(ExportError):
 class ValidationError(ExportError):
     """An exported artefact disagrees with its reference beyond tolerance."""
 
-    def __init__(self, model: str, output: str, error: float, tolerance: float, metric: str):
+    def __init__(
+        self,
+        model: str,
+        output: str,
+        error: float,
+        tolerance: float,
+        metric: str,
+        *,
+        also: list[str] | None = None,
+    ):
         self.model = model
         self.output = output
         self.error = error
         self.tolerance = tolerance
         self.metric = metric
-        super().__init__(
+        self.also = also or []
+        message = (
             f"{model}: output '{output}' failed validation: {metric} = {error:.6g} "
             f"(tolerance {tolerance:.6g})"
         )
+        if self.also:
+            message += "; also failed: " + "; ".join(self.also)
+        super().__init__(message)

@@ -25,6 +25,7 @@ class CheckResult:
     tolerance: float
     passed: bool
     input: str
+    detail: str = ""  # what went wrong beyond the numbers (e.g. a shape mismatch)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -64,14 +65,17 @@ def compare_outputs(
     actual: dict[str, Array],
     atol: float,
 ) -> list[CheckResult]:
-    """Shapes first, then the maximum absolute difference of each output."""
+    """Shapes first, then the maximum absolute difference of each output; a wrong shape is a
+    failed result of its own (metric "shape"), so every output is looked at before raising."""
     results: list[CheckResult] = []
     for name, want in expected.items():
         got = actual[name]
         if got.shape != want.shape:
-            raise ValidationError(
-                model, name, float("nan"), atol, f"shape {got.shape} != {want.shape}"
+            detail = f"shape {got.shape} != {want.shape}"
+            results.append(
+                CheckResult(check, name, "shape", float("nan"), atol, False, sample_label, detail)
             )
+            continue
         error = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
         results.append(
             CheckResult(check, name, "max_abs_error", error, atol, error <= atol, sample_label)
@@ -80,10 +84,26 @@ def compare_outputs(
 
 
 def raise_on_failure(model: str, results: list[CheckResult]) -> None:
+    """Raise one ValidationError naming every failed check (its fields are the first one's)."""
     failed = [r for r in results if not r.passed]
     if failed:
         first = failed[0]
-        raise ValidationError(model, first.output, first.value, first.tolerance, first.metric)
+        raise ValidationError(
+            model,
+            first.output,
+            first.value,
+            first.tolerance,
+            first.metric,
+            also=[describe_failure(r) for r in failed[1:]],
+        )
+
+
+def describe_failure(result: CheckResult) -> str:
+    if result.detail:
+        return f"{result.output}: {result.detail}"
+    return (
+        f"{result.output}: {result.metric} = {result.value:.6g} (tolerance {result.tolerance:.6g})"
+    )
 
 
 def check_against_reference(
@@ -102,12 +122,9 @@ def check_against_reference(
     ours = to_hwc_uint8(session.run([output_name], {input_name: to_nchw_float(image)})[0])
     theirs = np.round(np.clip(reference(image), 0.0, 1.0) * 255.0).astype(np.uint8)
     if ours.shape != theirs.shape:
-        raise ValidationError(
-            model,
-            output_name,
-            float("nan"),
-            min_psnr_db,
-            f"shape {ours.shape} != reference {theirs.shape}",
+        detail = f"shape {ours.shape} != reference {theirs.shape}"
+        return CheckResult(
+            check, output_name, "shape", float("nan"), min_psnr_db, False, sample_label, detail
         )
     value = psnr(ours, theirs)
     # PSNR is "higher is better": recorded with the tolerance as the floor it must reach.

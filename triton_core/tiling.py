@@ -4,7 +4,9 @@ The grid follows Real-ESRGAN's `tile_process`: cores of `tile` pixels on a regul
 with `pad` pixels of context on every side and cropped back to its core afterwards, so a model
 whose receptive field fits in `pad` leaves no seams. Unlike upstream, every tile sent has the same
 (tile + 2·pad)² shape: Triton only batches equal shapes and TensorRT engines are built for fixed
-ones. Context missing at the image border or past a short last tile is filled by reflection.
+ones. At the image's edges a window is shifted inwards instead of padded, so the network meets
+the real border exactly as it does untiled (its own zero padding); only an image smaller than
+one window along an axis is filled out by reflection.
 """
 
 from __future__ import annotations
@@ -48,24 +50,45 @@ def window_size(tile: int, pad: int) -> int:
     return tile + 2 * pad
 
 
-def plan_tiles(height: int, width: int, tile: int, pad: int) -> list[TilePlan]:
-    """Row-major grid whose cores partition the height×width image exactly once."""
+def plan_tiles(
+    height: int, width: int, tile: int, pad: int, *, bounds: tuple[int, int] | None = None
+) -> list[TilePlan]:
+    """Row-major grid whose cores partition the height×width image exactly once.
+
+    `bounds` is the size of the array the windows are cut from (the image plus its pre-pad;
+    default: the image). A window is kept inside it wherever it fits, shifted inwards at the
+    edges, so an edge core's context is the real border as the untiled network sees it; only
+    an array smaller than one window needs reflected padding.
+    """
     if height < 1 or width < 1:
         raise ValueError(f"cannot tile an empty {height}×{width} image")
     if tile < 1 or pad < 0:
         raise ValueError(f"tile must be ≥ 1 and pad ≥ 0, got tile={tile} pad={pad}")
+    extent_h, extent_w = bounds or (height, width)
+    if extent_h < height or extent_w < width:
+        raise ValueError(f"bounds {bounds} are smaller than the {height}×{width} image")
+    size = window_size(tile, pad)
     return [
         TilePlan(
             top=row * tile,
             left=col * tile,
             height=min(tile, height - row * tile),
             width=min(tile, width - col * tile),
-            window_top=row * tile - pad,
-            window_left=col * tile - pad,
+            window_top=window_origin(row * tile, pad, size, extent_h),
+            window_left=window_origin(col * tile, pad, size, extent_w),
         )
         for row in range(math.ceil(height / tile))
         for col in range(math.ceil(width / tile))
     ]
+
+
+def window_origin(core_start: int, pad: int, size: int, extent: int) -> int:
+    """Where a window starts along one axis: `pad` before its core, moved inside [0, extent)
+    when the window fits there (it still holds the whole core: cores are at most size − 2·pad)."""
+    start = core_start - pad
+    if extent < size:
+        return start
+    return min(max(start, 0), extent - size)
 
 
 def pad_reflect(

@@ -90,7 +90,8 @@ async def upscale_image(
     """
     check_inputs(rgb, alpha, session.scale, options.outscale)
     height, width = rgb.shape[:2]
-    plans = plan_tiles(height, width, options.tile_size, options.tile_pad)
+    pre_padded = (height + options.pre_pad, width + options.pre_pad)
+    plans = plan_tiles(height, width, options.tile_size, options.tile_pad, bounds=pre_padded)
     # Copies of image size run in a thread so the event loop keeps serving other requests.
     tiles = await asyncio.to_thread(cut_padded_tiles, rgb, plans, options)
     native = np.empty((height * session.scale, width * session.scale, 3), dtype=np.uint8)

@@ -165,17 +165,18 @@ def test_batch_restores_good_urls_and_reports_refused_ones(
         face_triton,
         fetch_allow_hosts=f'["{photo_server}"]',
     )
-    urls = [
-        f"http://{photo_server}/photo1.png",
-        f"http://{photo_server}/group.png",
-        "http://127.0.0.1:9/",
-        "http://10.0.0.1/x.jpg",
-        "http://169.254.169.254/latest/meta-data/",
-        "http://2130706433/",
-        "http://[::ffff:127.0.0.1]/",
-        f"http://{photo_server}/redirect",
-        "ftp://example.com/a.png",
-    ]
+    # Each refused URL with the reason it must be refused for: a test that only checked for
+    # "failed" would pass with the address check deleted (the fetch would fail on connect).
+    refusals = {
+        "http://127.0.0.1:9/": "not a public address",
+        "http://10.0.0.1/x.jpg": "not a public address",
+        "http://169.254.169.254/latest/meta-data/": "not a public address",
+        "http://2130706433/": "not a public address",
+        "http://[::ffff:127.0.0.1]/": "not a public address",
+        f"http://{photo_server}/redirect": "redirected to a refused URL",
+        "ftp://example.com/a.png": "only http and https",
+    }
+    urls = [f"http://{photo_server}/photo1.png", f"http://{photo_server}/group.png", *refusals]
     with gateway.client() as client:
         accepted = client.post(
             "/batch", json={"image_urls": urls, "settings": {"version": "1.4", "upscale": 2}}
@@ -196,8 +197,9 @@ def test_batch_restores_good_urls_and_reports_refused_ones(
         assert client.get(good["download_url"]).status_code == 200
         assert group["status"] == "completed" and group["faces_restored"] >= GROUP_FACES, group
         assert "gfpgan_v1_4" in group["warning"] and "gfpgan_v1_4" in status["warning"]
-        for url in urls[2:]:
-            assert results[url]["status"] == "failed" and results[url]["error"], url
+        for url, reason in refusals.items():
+            assert results[url]["status"] == "failed", url
+            assert reason in results[url]["error"], (url, results[url]["error"])
         assert status["failed"] == len(urls) - 2
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 import struct
 import time
 import zlib
+from pathlib import Path
 
 import httpx
 import pytest
@@ -82,10 +84,17 @@ def test_a_job_survives_a_kill_9_of_the_gateway(shared_triton, start_gateway) ->
         job_id = submit(client, photo_bytes((900, 700))).json()["job_id"]
         wait_for_status(client, job_id, {"processing"})
     gateway.kill()  # SIGKILL mid-job: no shutdown code runs
+    database = Path(gateway.env["FACET_DATA_DIR"]) / "jobs.sqlite3"
+    with sqlite3.connect(database) as db:  # what the dead gateway left behind
+        left = db.execute("SELECT status, attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    assert left == ("processing", 1), left  # really interrupted mid-run, not already done
     gateway.start()
     with gateway.client() as client:
         status = wait_for_status(client, job_id, {"completed", "failed"}, timeout_s=120)
         assert status["status"] == "completed", status
+    with sqlite3.connect(database) as db:
+        (attempts,) = db.execute("SELECT attempts FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    assert attempts == 2  # recovery requeued it and it ran again
 
 
 def test_rate_limits_answer_429_with_retry_after(shared_triton, start_gateway) -> None:

@@ -4,6 +4,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -160,3 +161,25 @@ def test_a_python_model_is_installed_with_fresh_copies_of_the_modules_it_shares(
         assert (installed / "1" / name).read_bytes() == (SHARED_SOURCES / name).read_bytes()
     assert [s.name for s in python_models(["all"])] == list(PYTHON_MODELS)
     assert python_models(["realesrgan_x4plus"]) == []
+
+
+def test_validation_collects_every_failure_before_raising() -> None:
+    from export.validate import compare_outputs, raise_on_failure
+
+    expected = {
+        "boxes": np.zeros((2, 4), np.float32),
+        "scores": np.zeros((2,), np.float32),
+        "landmarks": np.zeros((2, 5, 2), np.float32),
+    }
+    actual = {
+        "boxes": np.ones((2, 4), np.float32),  # values beyond tolerance
+        "scores": np.zeros((3,), np.float32),  # wrong shape
+        "landmarks": np.zeros((2, 5, 2), np.float32),  # fine
+    }
+    results = compare_outputs("m", "check", "sample", expected, actual, atol=1e-3)
+    assert [r.passed for r in results] == [False, False, True]
+    with pytest.raises(ValidationError) as raised:
+        raise_on_failure("m", results)
+    message = str(raised.value)
+    assert "boxes" in message and "scores: shape (3,) != (2,)" in message
+    assert "landmarks" not in message

@@ -21,6 +21,14 @@ def nearest4(batch: Batch) -> Batch:
     return batch.repeat(4, axis=1).repeat(4, axis=2)
 
 
+def zero_padded_blur_then_nearest4(batch: Batch) -> Batch:
+    """3×3 box blur with zero padding, as the real networks' convolutions pad, then ×4."""
+    height, width = batch.shape[1:3]
+    padded = np.pad(batch.astype(np.uint16), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    total = sum(padded[:, dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3))
+    return nearest4((np.asarray(total) // 9).astype(np.uint8))
+
+
 def blur_then_nearest4(batch: Batch) -> Batch:
     """3×3 box blur with mirrored borders (as the tiler pads), then nearest ×4: radius 1."""
     height, width = batch.shape[1:3]
@@ -88,7 +96,9 @@ def test_tile_cores_cover_the_image_exactly_once(height: int, width: int, tile: 
     coverage = np.zeros((height, width), int)
     for plan in plan_tiles(height, width, tile, pad):
         assert 1 <= plan.height <= tile and 1 <= plan.width <= tile
-        assert plan.core_offset == (pad, pad)
+        dy, dx = plan.core_offset
+        size = tile + 2 * pad
+        assert dy >= 0 and dy + plan.height <= size and dx >= 0 and dx + plan.width <= size
         coverage[plan.top : plan.top + plan.height, plan.left : plan.left + plan.width] += 1
     assert (coverage == 1).all()
 
@@ -109,7 +119,8 @@ def test_a_cut_tile_holds_the_image_at_its_core() -> None:
     plans = plan_tiles(50, 70, 16, 4)
     tiles = cut_tiles(rgb, plans, 16, 4)
     for window, plan in zip(tiles, plans, strict=True):
-        core = window[4 : 4 + plan.height, 4 : 4 + plan.width]
+        dy, dx = plan.core_offset
+        core = window[dy : dy + plan.height, dx : dx + plan.width]
         expected = rgb[plan.top : plan.top + plan.height, plan.left : plan.left + plan.width]
         np.testing.assert_array_equal(core, expected)
 
@@ -216,6 +227,31 @@ def test_at_most_two_batches_are_in_flight_at_once() -> None:
     session = FakeSession(delay=0.002, batch=2)
     run(random_image(100, 100), session, UpscaleOptions(tile_size=16))
     assert session.most_running == 2
+
+
+@pytest.mark.parametrize(("height", "width"), [(70, 90), (129, 257), (300, 200)])
+@pytest.mark.parametrize(("tile", "pad", "pre_pad"), [(16, 3, 10), (32, 10, 0), (64, 1, 5)])
+def test_a_zero_padding_model_tiles_exactly_where_the_image_holds_a_window(
+    height: int, width: int, tile: int, pad: int, pre_pad: int
+) -> None:
+    """Windows move inwards at the edges instead of being reflect-padded, so a network's own
+    zero padding meets the same border tiled as untiled."""
+    rgb = random_image(height, width, seed=height + width)
+    options = UpscaleOptions(outscale=4, tile_size=tile, tile_pad=pad, pre_pad=pre_pad)
+    tiled, _ = run(rgb, FakeSession(zero_padded_blur_then_nearest4), options)
+    np.testing.assert_array_equal(tiled, untiled(zero_padded_blur_then_nearest4, rgb, pre_pad))
+
+
+def test_an_image_smaller_than_one_window_differs_only_near_its_edges() -> None:
+    """Where no window fits, the tiler must pad (by reflection) where the network zero-pads:
+    the results then differ within the receptive field (here 1 px, 4 px out) of the edges."""
+    rgb = random_image(20, 30, seed=7)
+    options = UpscaleOptions(outscale=4, tile_size=32, tile_pad=10, pre_pad=0)
+    tiled, _ = run(rgb, FakeSession(zero_padded_blur_then_nearest4), options)
+    reference = untiled(zero_padded_blur_then_nearest4, rgb, 0)
+    differs = np.any(tiled != reference, axis=2)
+    assert differs.any()
+    np.testing.assert_array_equal(differs[4:-4, 4:-4], False)
 
 
 def test_options_refuse_an_outscale_other_than_two_or_four() -> None:
