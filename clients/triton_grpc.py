@@ -1,6 +1,6 @@
 """A synchronous Triton client for end users: list models, upscale tiles or whole images, read
 statistics. Whole images are tiled on the client by the gateway's own pipeline
-(`gateway.pipelines.upscale`), so a direct call gives exactly what the gateway would compute with
+(`triton_core.upscale`), so a direct call gives exactly what the gateway would compute with
 the same tile settings.
 
 With `shared_memory=True` every call passes its tensors through a POSIX shared-memory region of
@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
-import grpc
 import numpy as np
 import numpy.typing as npt
 import tritonclient.grpc as grpcclient
 import tritonclient.utils.shared_memory as shm
-from tritonclient.utils import InferenceServerException
 
 from clients.errors import (
     BadRequestError,
@@ -38,29 +36,26 @@ from clients.errors import (
     ServerError,
     UnavailableError,
 )
-from gateway.errors import FacetError as GatewayError
-from gateway.pipelines.triton_upscaler import NATIVE_SCALE
-from gateway.pipelines.upscale import UpscaleOptions
-from gateway.pipelines.upscale import upscale_image as pipeline_upscale_image
-from gateway.triton_client import (
-    channel_options,
-    read_message,
-    read_status,
-)
 from triton_core.batching import batch_slices
 from triton_core.catalog import ModelFacts, facts_from_config
 from triton_core.datatypes import triton_datatype
+from triton_core.failures import TRITON_FAILURES, FailureKind, channel_options, classify
 from triton_core.shared_memory import (
-    SHM_ALIGNMENT,
     UNREGISTER_PAUSES_S,
     RegionReadError,
     Slot,
-    align,
     destroy_region,
     is_region_busy,
+    plan_region,
     read_output,
 )
 from triton_core.tiling import DEFAULT_PRE_PAD, DEFAULT_TILE, DEFAULT_TILE_PAD
+from triton_core.upscale import (
+    NATIVE_SCALE,
+    ModelAnswerError,
+    UpscaleOptions,
+)
+from triton_core.upscale import upscale_image as pipeline_upscale_image
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +72,7 @@ UInt8Array = npt.NDArray[np.uint8]
 Progress = Callable[[float], None]
 T = TypeVar("T")
 
-_FAILURES: Final = (InferenceServerException, grpc.RpcError, shm.SharedMemoryException, OSError)
-_QUEUE_FULL_TEXT: Final = "exceeds maximum queue size"
-_NOT_READY_TEXT: Final = ("not ready", "not at ready state", "no available versions")
-_UNKNOWN_TEXT: Final = ("unknown model", "is not found", "is not available")
+_FAILURES: Final = TRITON_FAILURES
 
 
 @dataclass(frozen=True)
@@ -141,30 +133,30 @@ def map_grpc_error(exc: BaseException, *, url: str, model: str | None = None) ->
     """Turn a tritonclient/gRPC/shared-memory failure into the client error it means."""
     if isinstance(exc, FacetClientError):
         return exc
-    status, message = read_status(exc), read_message(exc) or type(exc).__name__
-    lowered = message.lower()
+    failure = classify(exc)
+    status, message = failure.status, failure.message or type(exc).__name__
+    code = status or None
     what = f"model '{model}'" if model else "the request"
-    if _QUEUE_FULL_TEXT in lowered or status == "RESOURCE_EXHAUSTED":
-        return OverloadedError(f"Triton's queue for {what} is full: {message}", code=status or None)
-    if isinstance(exc, shm.SharedMemoryException | OSError) or "shared memory" in lowered:
-        return FacetClientError(
-            f"shared memory failed: {message} (shared memory needs the client and Triton on "
-            "the same host; drop --shm / shared_memory=True otherwise)",
-            code=status or None,
-        )
-    if any(text in lowered for text in _NOT_READY_TEXT):
-        return UnavailableError(
-            f"{what} is not ready on Triton at {url}: {message}", code=status or None
-        )
-    if status == "NOT_FOUND" or any(text in lowered for text in _UNKNOWN_TEXT):
-        return NotFoundError(f"Triton at {url} has no {what}: {message}", code=status or None)
-    if status == "DEADLINE_EXCEEDED":
-        return DeadlineExceededError(f"{what} did not answer within the deadline", code=status)
-    if status in ("UNAVAILABLE", "CANCELLED"):
-        return UnavailableError(f"Triton at {url} is unavailable: {message}", code=status)
-    if status == "INVALID_ARGUMENT":
-        return BadRequestError(f"Triton rejected {what}: {message}", code=status)
-    return ServerError(f"Triton failed on {what}: {message}", code=status or None)
+    match failure.kind:
+        case FailureKind.QUEUE_FULL:
+            return OverloadedError(f"Triton's queue for {what} is full: {message}", code=code)
+        case FailureKind.SHARED_MEMORY:
+            return FacetClientError(
+                f"shared memory failed: {message} (shared memory needs the client and Triton "
+                "on the same host; drop --shm / shared_memory=True otherwise)",
+                code=code,
+            )
+        case FailureKind.MODEL_NOT_READY:
+            return UnavailableError(f"{what} is not ready on Triton at {url}: {message}", code=code)
+        case FailureKind.MODEL_UNKNOWN:
+            return NotFoundError(f"Triton at {url} has no {what}: {message}", code=code)
+        case FailureKind.DEADLINE:
+            return DeadlineExceededError(f"{what} did not answer within the deadline", code=code)
+        case FailureKind.UNAVAILABLE:
+            return UnavailableError(f"Triton at {url} is unavailable: {message}", code=code)
+        case FailureKind.INVALID_ARGUMENT:
+            return BadRequestError(f"Triton rejected {what}: {message}", code=code)
+    return ServerError(f"Triton failed on {what}: {message}", code=code)
 
 
 class FacetTritonClient:
@@ -352,8 +344,8 @@ class FacetTritonClient:
             out_rgb, out_alpha = _run_sync(
                 pipeline_upscale_image(color, alpha, session, options, on_progress=progress)
             )
-        except GatewayError as exc:  # the pipeline's own checks of what Triton returned
-            raise ServerError(exc.detail) from exc
+        except ModelAnswerError as exc:  # the pipeline's own checks of what Triton returned
+            raise ServerError(str(exc)) from exc
         if out_alpha is None:
             return out_rgb
         return np.ascontiguousarray(np.dstack([out_rgb, out_alpha]))
@@ -381,6 +373,7 @@ class FacetTritonClient:
         outputs: Sequence[str],
         output_nbytes: Mapping[str, int],
     ) -> dict[str, Array]:
+        # Outputs of unknown size come back inside the gRPC answer.
         input_slots, output_slots, size = plan_region(inputs, outputs, output_nbytes)
         deadline = time.monotonic() + self.timeout_s
         with self._region(size, deadline) as (region, handle):
@@ -463,27 +456,6 @@ class _TileSession:
 
     async def upscale_tiles(self, tiles: UInt8Array) -> UInt8Array:
         return await asyncio.to_thread(self._client.upscale_tiles, tiles, self._model)
-
-
-def plan_region(
-    inputs: Mapping[str, Array], outputs: Sequence[str], output_nbytes: Mapping[str, int]
-) -> tuple[list[Slot], list[Slot], int]:
-    """Lay out inputs, then the outputs whose size is known, 64-byte aligned in one region."""
-    offset = 0
-    input_slots: list[Slot] = []
-    output_slots: list[Slot] = []
-    for name, array in inputs.items():
-        input_slots.append(Slot(name, offset, array.nbytes))
-        offset = align(offset + array.nbytes)
-    for name in outputs:
-        nbytes = output_nbytes.get(name)
-        if nbytes is None:
-            continue
-        if nbytes <= 0:
-            raise ValueError(f"output_nbytes[{name!r}] must be positive, got {nbytes}")
-        output_slots.append(Slot(name, offset, nbytes))
-        offset = align(offset + nbytes)
-    return input_slots, output_slots, max(offset, SHM_ALIGNMENT)
 
 
 def _remaining(deadline: float) -> float:

@@ -1,15 +1,7 @@
 """The gateway's one way to Triton: a single gRPC channel, a deadline on every call, Triton's
-errors turned into gateway errors, a background readiness poll and optional shared memory.
-
-How Triton 2.51 and tritonclient.grpc.aio surface failures (provoked against a real server):
-every RPC error arrives as `InferenceServerException` with `status()` = "StatusCode.<NAME>" and
-`message()` = gRPC's details. A full queue is UNAVAILABLE "Exceeds maximum queue size"; a
-stopping server is UNAVAILABLE "Server is stopping, ..."; a refused connection is UNAVAILABLE
-"failed to connect to all addresses; ... Connection refused"; a crashed server in mid-call is
-UNAVAILABLE "Stream removed (Socket closed)"; an unknown or unloaded model is NOT_FOUND
-"Request for unknown model: ..."; a missed deadline is DEADLINE_EXCEEDED "Deadline Exceeded";
-a wrong name, datatype or batch size is INVALID_ARGUMENT.
-"""
+errors turned into gateway errors (what each failure means is decided in
+`triton_core.failures`), a background readiness poll with the model catalog, and optional
+shared memory."""
 
 from __future__ import annotations
 
@@ -22,12 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 import tritonclient.utils.shared_memory as shm
 from numpy.typing import NDArray
-from tritonclient.utils import InferenceServerException
 
 from gateway.errors import (
     FacetError,
@@ -40,14 +30,21 @@ from gateway.errors import (
 from gateway.settings import Settings
 from triton_core.catalog import ModelCatalog, ModelFacts, facts_from_config
 from triton_core.datatypes import triton_datatype
+from triton_core.failures import (
+    TRITON_FAILURES,
+    FailureKind,
+    channel_options,
+    classify,
+    read_message,
+    read_status,
+)
 from triton_core.shared_memory import (
-    SHM_ALIGNMENT,
     UNREGISTER_PAUSES_S,
     RegionReadError,
     Slot,
-    align,
     destroy_region,
     is_region_busy,
+    plan_region,
     read_output,
 )
 
@@ -55,18 +52,6 @@ logger = logging.getLogger(__name__)
 
 Array = NDArray[Any]
 
-# Triton's own wire limit; the gRPC default (4 MiB) is far below one 4x-upscaled image.
-MAX_MESSAGE_BYTES = 2**31 - 1
-# Triton answers a client that pings more often than every 5 minutes during a call that carries
-# no data with GOAWAY "too_many_pings", which kills the calls in flight (seen with 1 s pings on
-# a 4 s call). Pinging no faster than that still finds a dead peer on a long idle-looking call.
-KEEPALIVE_TIME_MS = 300_000
-KEEPALIVE_TIMEOUT_MS = 20_000
-# The channel reconnects by itself after Triton restarts, but gRPC's backoff grows towards
-# 2 minutes: after a 20 s outage the first call succeeded 5.6 s after Triton was back. Capped,
-# the channel is usable again within about 2 s.
-RECONNECT_BACKOFF_MS = 500
-MAX_RECONNECT_BACKOFF_MS = 2_000
 
 OVERLOADED_RETRY_AFTER_S = 2  # a full Triton queue drains in a few batches
 UNAVAILABLE_RETRY_AFTER_S = 5  # a restarting Triton needs a few seconds to load its models
@@ -74,44 +59,7 @@ PROBE_TIMEOUT_S = 2.0  # deadline of one readiness RPC
 CLEANUP_TIMEOUT_S = 5.0  # unregistering a region must not wait on the request's spent deadline
 DEFAULT_OUTPUT_REGION_BYTES = 256 * 1024 * 1024  # sparse: tmpfs uses pages only when written
 
-_MODEL_MISSING_TEXT = ("unknown model", "not ready", "not at ready state", "no available versions")
-_QUEUE_FULL_TEXT = "exceeds maximum queue size"
-
-_TritonFailure = (InferenceServerException, grpc.RpcError, shm.SharedMemoryException, OSError)
-
-
-def channel_options() -> list[tuple[str, int]]:
-    """Return the options of the one gRPC channel (see the constants for why each value)."""
-    return [
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
-        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
-        ("grpc.keepalive_permit_without_calls", 0),
-        ("grpc.http2.max_pings_without_data", 2),
-        ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
-        ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
-        ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
-    ]
-
-
-def read_status(exc: BaseException) -> str:
-    """Return the bare gRPC status name ("UNAVAILABLE") of a Triton or gRPC error, else ""."""
-    if isinstance(exc, InferenceServerException):
-        status = exc.status()
-        return str(status).rsplit(".", 1)[-1] if status else ""
-    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
-        return str(exc.code().name)
-    return ""
-
-
-def read_message(exc: BaseException) -> str:
-    """Return the server's own words for an error, without tritonclient's "[status]" prefix."""
-    if isinstance(exc, InferenceServerException):
-        return str(exc.message() or "")
-    if isinstance(exc, grpc.RpcError) and hasattr(exc, "details"):
-        return str(exc.details() or "")
-    return str(exc)
+_TritonFailure = TRITON_FAILURES
 
 
 def map_triton_error(exc: BaseException, model: str) -> FacetError:
@@ -119,47 +67,26 @@ def map_triton_error(exc: BaseException, model: str) -> FacetError:
 
     Connection-level details (addresses) stay out of the public detail; chain `exc` to log them.
     """
-    status, message = read_status(exc), read_message(exc)
-    lowered = message.lower()
-    if _QUEUE_FULL_TEXT in lowered or status == "RESOURCE_EXHAUSTED":
+    failure = classify(exc)
+    kind = failure.kind
+    if kind is FailureKind.QUEUE_FULL:
         return Overloaded(
             f"the inference queue for model '{model}' is full",
             retry_after=OVERLOADED_RETRY_AFTER_S,
         )
-    if _names_missing_model(status, lowered):
+    if kind in (FailureKind.MODEL_NOT_READY, FailureKind.MODEL_UNKNOWN):
         return ModelNotReady(model)
-    if status == "DEADLINE_EXCEEDED":
+    if kind is FailureKind.DEADLINE:
         return UpstreamTimeout(f"model '{model}' did not answer within the deadline")
-    if status in ("UNAVAILABLE", "CANCELLED"):
+    if kind is FailureKind.UNAVAILABLE:
         return Unavailable("inference server unavailable", retry_after=UNAVAILABLE_RETRY_AFTER_S)
-    if status == "INVALID_ARGUMENT":
+    if kind is FailureKind.INVALID_ARGUMENT:
         # The gateway builds every tensor itself, so a rejected tensor is our bug, not the user's.
-        return UpstreamError(f"the inference server rejected the request for '{model}': {message}")
-    return UpstreamError(f"the inference server failed on model '{model}': {message or status}")
-
-
-def _names_missing_model(status: str, lowered_message: str) -> bool:
-    """Tell whether an error says the model is unknown, unloaded or still loading."""
-    if any(text in lowered_message for text in _MODEL_MISSING_TEXT):
-        return True
-    # NOT_FOUND also names an unregistered shared-memory region: that one is our bug.
-    return status == "NOT_FOUND" and "shared memory" not in lowered_message
-
-
-def plan_region(
-    inputs: Mapping[str, Array], outputs: Sequence[str], output_nbytes: Mapping[str, int]
-) -> tuple[list[Slot], list[Slot], int]:
-    """Lay inputs, then room for outputs, end to end in one region; return slots and size."""
-    offset = 0
-    input_slots, output_slots = [], []
-    for name, array in inputs.items():
-        input_slots.append(Slot(name, offset, array.nbytes))
-        offset = align(offset + array.nbytes)
-    for name in outputs:
-        nbytes = output_nbytes.get(name, DEFAULT_OUTPUT_REGION_BYTES)
-        output_slots.append(Slot(name, offset, nbytes))
-        offset = align(offset + nbytes)
-    return input_slots, output_slots, max(offset, SHM_ALIGNMENT)
+        return UpstreamError(
+            f"the inference server rejected the request for '{model}': {failure.message}"
+        )
+    detail = failure.message or failure.status
+    return UpstreamError(f"the inference server failed on model '{model}': {detail}")
 
 
 @dataclass
@@ -273,7 +200,9 @@ class TritonClient:
         unregister) per call. /dev/shm must be large enough for the outputs actually written:
         a tmpfs that runs out while Triton writes makes Triton fail (or crash with SIGBUS).
         """
-        input_slots, output_slots, size = plan_region(inputs, outputs, output_nbytes)
+        input_slots, output_slots, size = plan_region(
+            inputs, outputs, output_nbytes, default_output_nbytes=DEFAULT_OUTPUT_REGION_BYTES
+        )
         region = f"facet_{uuid.uuid4().hex}"
         key = f"/{region}"
         handle = shm.create_shared_memory_region(region, key, size, create_only=True)

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import Self
 
-import httpx
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from serving.gateway_process import GatewayProcess, GatewaySettings
 from serving.launcher import TritonServer, TritonSettings, free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,15 +119,15 @@ def start_triton(repository: Path, run_dir: Path, models: list[str]) -> TritonSe
 
 @dataclass
 class Gateway:
-    """One `python -m gateway` process configured through FACET_* variables."""
+    """One `python -m gateway` (serving.gateway_process) on a free port, configured through
+    FACET_* variables; `triton_grpc_url` may be filled in once Triton is up, before start()."""
 
     triton_grpc_url: str
     repository: Path
     data_dir: Path
     settings: Mapping[str, str] = field(default_factory=dict)
     port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-    _log: IO[bytes] | None = None
+    process: GatewayProcess | None = None
 
     @property
     def url(self) -> str:
@@ -140,63 +137,27 @@ class Gateway:
     def log_path(self) -> Path:
         return self.data_dir / "gateway.log"
 
-    def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "FACET_HOST": "127.0.0.1",
-                "FACET_PORT": str(self.port),
-                "FACET_TRITON_GRPC_URL": self.triton_grpc_url,
-                "FACET_DATA_DIR": str(self.data_dir),
-                "FACET_RATE_LIMITS_ENABLED": "false",
-            }
+    def launch_settings(self) -> GatewaySettings:
+        return GatewaySettings(
+            port=self.port,
+            triton_grpc_url=self.triton_grpc_url,
+            data_dir=self.data_dir,
+            overrides={"FACET_RATE_LIMITS_ENABLED": "false", **self.settings},
+            log_file=self.log_path,
+            cwd=ROOT,
+            start_timeout_s=GATEWAY_READY_TIMEOUT_S,
+            stop_timeout_s=GATEWAY_STOP_TIMEOUT_S,
         )
-        env.update({key: str(value) for key, value in self.settings.items()})
-        return env
 
     def start(self) -> None:
         self.port = self.port or free_ports(1)[0]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway"],
-            env=self.environment(),
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + GATEWAY_READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the gateway exited at start:\n{self._tail()}")
-            try:
-                if httpx.get(f"{self.url}/openapi.json", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"the gateway did not answer within {GATEWAY_READY_TIMEOUT_S} s")
-
-    def _tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-3000:]
-        except OSError:
-            return "(no log)"
+        self.process = GatewayProcess(self.launch_settings())
+        self.process.start()
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(GATEWAY_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        if process is not None:
+            process.stop()
 
     def __enter__(self) -> Self:
         self.start()

@@ -8,17 +8,13 @@ way. The log of a Triton that crashed is kept beside the new one (`<log>.crashed
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from serving.errors import ServingError
+from serving.gateway_process import GatewayProcess, GatewaySettings
 from serving.launcher import TritonServer, TritonSettings
 
 WATCH_INTERVAL_S = 0.5
@@ -41,50 +37,17 @@ class StackSettings:
         return f"http://{self.triton.host}:{self.gateway_port}"
 
 
-def gateway_environment(settings: StackSettings, server: TritonServer) -> dict[str, str]:
-    env = dict(os.environ)
-    env["FACET_TRITON_GRPC_URL"] = server.grpc_url
-    env["FACET_HOST"] = settings.triton.host
-    env["FACET_PORT"] = str(settings.gateway_port)
-    return env
-
-
-def start_gateway(settings: StackSettings, server: TritonServer) -> subprocess.Popen[bytes]:
-    settings.gateway_log.parent.mkdir(parents=True, exist_ok=True)
-    log = settings.gateway_log.open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway"],
-        env=gateway_environment(settings, server),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # Ctrl-C reaches us only; we stop the gateway in order
+def gateway_settings(settings: StackSettings, server: TritonServer) -> GatewaySettings:
+    """The gateway beside `server`: on Triton's host, pointed at its gRPC port; every other
+    setting comes from FACET_* variables in our environment."""
+    return GatewaySettings(
+        port=settings.gateway_port,
+        host=settings.triton.host,
+        triton_grpc_url=server.grpc_url,
+        log_file=settings.gateway_log,
+        start_timeout_s=GATEWAY_START_TIMEOUT_S,
+        stop_timeout_s=GATEWAY_STOP_TIMEOUT_S,
     )
-
-
-def wait_for_gateway(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServingError(f"the gateway exited with code {process.returncode} at start")
-        try:
-            with urllib.request.urlopen(f"{url}/openapi.json", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(WATCH_INTERVAL_S)
-    raise ServingError(f"the gateway did not answer on {url} within {timeout_s:.0f} s")
-
-
-def stop_gateway(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(GATEWAY_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 class Backoff:
@@ -126,31 +89,29 @@ def restart_triton(server: TritonServer, backoff: Backoff, say: Callable[[str], 
 
 
 def restart_gateway(
-    settings: StackSettings, server: TritonServer, backoff: Backoff, say: Callable[[str], None]
-) -> subprocess.Popen[bytes]:
+    gateway: GatewayProcess, url: str, backoff: Backoff, say: Callable[[str], None]
+) -> None:
+    """Start a dead gateway again on the same port and data directory, like restart_triton."""
+    say(f"the gateway exited with code {gateway.poll()}; restarting it")
     while True:
         time.sleep(backoff.next_pause())
-        gateway = start_gateway(settings, server)
         try:
-            wait_for_gateway(settings.gateway_url, gateway, GATEWAY_START_TIMEOUT_S)
+            gateway.restart()
         except ServingError as error:
             say(f"the gateway did not come back ({error}); trying again")
-            stop_gateway(gateway)
             continue
         backoff.started()
-        say(f"the gateway is ready again: {settings.gateway_url}")
-        return gateway
+        say(f"the gateway is ready again: {url}")
+        return
 
 
 def run_stack(settings: StackSettings, say: Callable[[str], None]) -> int:
     """Run until interrupted (exit 0), restarting whichever process dies."""
     server = TritonServer(settings.triton)
-    gateway: subprocess.Popen[bytes] | None = None
+    gateway = GatewayProcess(gateway_settings(settings, server))
     triton_backoff, gateway_backoff = Backoff(), Backoff()
     try:
-        with server:
-            gateway = start_gateway(settings, server)
-            wait_for_gateway(settings.gateway_url, gateway, GATEWAY_START_TIMEOUT_S)
+        with server, gateway:
             say(f"Facet is ready: {settings.gateway_url}/docs (Triton gRPC {server.grpc_url})")
             say(f"  logs: {settings.gateway_log}, {server.log_path}; Ctrl-C stops both.")
             while True:
@@ -158,11 +119,7 @@ def run_stack(settings: StackSettings, say: Callable[[str], None]) -> int:
                 if server.poll() is not None:
                     restart_triton(server, triton_backoff, say)
                 if gateway.poll() is not None:
-                    say(f"the gateway exited with code {gateway.returncode}; restarting it")
-                    gateway = restart_gateway(settings, server, gateway_backoff, say)
+                    restart_gateway(gateway, settings.gateway_url, gateway_backoff, say)
     except KeyboardInterrupt:
         say("stopping")
         return 0
-    finally:
-        if gateway is not None:
-            stop_gateway(gateway)

@@ -5,6 +5,7 @@ call's own outcome."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -35,6 +36,37 @@ class Slot:
 
 def align(offset: int) -> int:
     return -(-offset // SHM_ALIGNMENT) * SHM_ALIGNMENT
+
+
+def plan_region(
+    inputs: Mapping[str, npt.NDArray[Any]],
+    outputs: Sequence[str],
+    output_nbytes: Mapping[str, int],
+    *,
+    default_output_nbytes: int | None = None,
+) -> tuple[list[Slot], list[Slot], int]:
+    """Lay inputs, then room for outputs, 64-byte aligned, end to end in one region; return the
+    input slots, the output slots and the region's size.
+
+    An output without a size in `output_nbytes` gets `default_output_nbytes` (a sparse tmpfs
+    region uses pages only where written), or, when that is None, no slot: it then comes back
+    inside the gRPC answer.
+    """
+    offset = 0
+    input_slots: list[Slot] = []
+    output_slots: list[Slot] = []
+    for name, array in inputs.items():
+        input_slots.append(Slot(name, offset, array.nbytes))
+        offset = align(offset + array.nbytes)
+    for name in outputs:
+        nbytes = output_nbytes.get(name, default_output_nbytes)
+        if nbytes is None:
+            continue
+        if nbytes <= 0:
+            raise ValueError(f"the room for output '{name}' must be positive, got {nbytes}")
+        output_slots.append(Slot(name, offset, nbytes))
+        offset = align(offset + nbytes)
+    return input_slots, output_slots, max(offset, SHM_ALIGNMENT)
 
 
 def is_region_busy(error: BaseException) -> bool:

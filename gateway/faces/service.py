@@ -18,7 +18,7 @@ from gateway.faces.triton_sessions import (
     TritonFaceRestorer,
 )
 from gateway.pipelines.triton_upscaler import TritonTileUpscaler
-from gateway.pipelines.upscale import UpscaleOptions, upscale_image
+from gateway.pipelines.upscale import upscale_image, upscale_options
 from gateway.settings import Settings
 from gateway.triton_client import TritonClient
 from gateway.weights import describe_model, synthetic_in
@@ -97,7 +97,7 @@ class RestoreService:
 
     async def _enhance_background(self, rgb: Image, factor: int) -> Image:
         # The ×4 network (then an area resize for ×2); other factors are resized by the caller.
-        options = UpscaleOptions.from_settings(self._settings, outscale=2 if factor <= 2 else 4)
+        options = upscale_options(self._settings, outscale=2 if factor <= 2 else 4)
         upscaled, _ = await upscale_image(rgb, None, self._upscaler, options)
         return upscaled
 

@@ -22,7 +22,7 @@ from gateway.imageio import (
 )
 from gateway.jobs.store import Job, JobStore
 from gateway.pipelines.triton_upscaler import TritonTileUpscaler
-from gateway.pipelines.upscale import UpscaleOptions, upscale_image
+from gateway.pipelines.upscale import upscale_image, upscale_options
 from gateway.settings import Settings
 from gateway.storage import FileStore
 from gateway.weights import synthetic_in
@@ -60,7 +60,7 @@ class UpscaleJob:
                 decoded.rgb,
                 decoded.alpha,
                 self._upscaler,
-                UpscaleOptions.from_settings(self._settings, outscale=scale),
+                upscale_options(self._settings, outscale=scale),
                 on_progress=lambda fraction: self._store.set_progress(job.id, int(fraction * 99)),
                 is_cancelled=lambda: self._store.status_of(job.id) != "processing",
             )

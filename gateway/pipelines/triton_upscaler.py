@@ -9,8 +9,8 @@ import numpy.typing as npt
 from gateway.triton_client import TritonClient
 from triton_core.batching import run_in_batches
 from triton_core.catalog import ModelCatalog
+from triton_core.upscale import NATIVE_SCALE
 
-NATIVE_SCALE = 4
 INPUT = "image"
 OUTPUT = "upscaled_image"
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import io
 import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -18,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from serving.gateway_process import GatewayProcess, GatewaySettings, SettingValue
 from serving.launcher import TritonServer, free_port
 from tests.integration.conftest import (  # noqa: F401 (fixtures re-exported for this folder)
     start_triton,
@@ -28,49 +25,50 @@ ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 60.0
 
 
-@dataclass
-class Gateway:
-    """One `python -m gateway` process; `restart()` keeps its port and data directory."""
+class Gateway(GatewayProcess):
+    """One `python -m gateway` for a test (serving.gateway_process); `restart()`, or `start()`
+    after `kill()`, keeps its port, data directory and log.
 
-    env: dict[str, str]
-    port: int
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-    history: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    `env` is the environment it starts from (FACET_* variables there are settings too);
+    `overrides` are more settings by name, e.g. `{"job_workers": 1}`.
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        port: int,
+        log: Path,
+        *,
+        triton_grpc_url: str | None = None,
+        data_dir: Path | None = None,
+        overrides: Mapping[str, SettingValue] | None = None,
+    ) -> None:
+        super().__init__(
+            GatewaySettings(
+                port=port,
+                triton_grpc_url=triton_grpc_url,
+                data_dir=data_dir,
+                overrides=dict(overrides or {}),
+                environment=dict(env),
+                log_file=log,
+                cwd=ROOT,
+                start_timeout_s=READY_TIMEOUT_S,
+                stop_timeout_s=30.0,
+            )
+        )
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def env(self) -> dict[str, str]:
+        """The whole environment the gateway process gets."""
+        return self.environment()
 
-    def start(self) -> None:
-        handle = self.log.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
-        self.history.append(self.process)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited at start:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/openapi.json", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"gateway not ready:\n{self.log.read_text()[-3000:]}")
+    @property
+    def port(self) -> int:
+        return self.settings.port
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(30)
-
-    def stop(self) -> None:
-        self.kill(signal.SIGTERM)
+    @property
+    def log(self) -> Path:
+        return self.log_path
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
@@ -87,25 +85,25 @@ def shared_triton(start_triton, tiny_sr_repository: Path) -> TritonServer:  # no
 @pytest.fixture
 def start_gateway(tmp_path: Path, tiny_sr_repository: Path) -> Iterator[StartGateway]:  # noqa: F811
     gateways: list[Gateway] = []
+    defaults: dict[str, SettingValue] = {
+        "tile_size": 32,
+        "tile_pad": 4,
+        "triton_timeout_s": 10,
+        "triton_readiness_interval_s": 0.5,
+        # Tests poll status many times a second; the limits get their own test.
+        "rate_limits_enabled": False,
+    }
 
-    def start(triton: TritonServer, **settings: object) -> Gateway:
-        port = free_port()
-        env = dict(os.environ)
-        env.update(
-            {
-                "FACET_PORT": str(port),
-                "FACET_TRITON_GRPC_URL": triton.grpc_url,
-                "FACET_DATA_DIR": str(tmp_path / f"data{len(gateways)}"),
-                "FACET_TILE_SIZE": "32",
-                "FACET_TILE_PAD": "4",
-                "FACET_TRITON_TIMEOUT_S": "10",
-                "FACET_TRITON_READINESS_INTERVAL_S": "0.5",
-                # Tests poll status many times a second; the limits get their own test.
-                "FACET_RATE_LIMITS_ENABLED": "false",
-            }
+    def start(triton: TritonServer, **settings: SettingValue) -> Gateway:
+        index = len(gateways)
+        gateway = Gateway(
+            os.environ,
+            free_port(),
+            tmp_path / f"gateway{index}.log",
+            triton_grpc_url=triton.grpc_url,
+            data_dir=tmp_path / f"data{index}",
+            overrides={**defaults, **settings},
         )
-        env.update({f"FACET_{k.upper()}": str(v) for k, v in settings.items()})
-        gateway = Gateway(env=env, port=port, log=tmp_path / f"gateway{len(gateways)}.log")
         gateways.append(gateway)
         gateway.start()
         return gateway

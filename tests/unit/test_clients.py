@@ -45,7 +45,8 @@ from clients.rest import (
     error_from_response,
     parse_retry_after,
 )
-from clients.triton_grpc import FacetTritonClient, ensemble_for, map_grpc_error, plan_region
+from clients.triton_grpc import FacetTritonClient, ensemble_for, map_grpc_error
+from triton_core.shared_memory import plan_region
 
 COMMANDS = ["upscale", "models", "status", "cancel", "health", "restore"]
 BASE = "http://gateway.test"

@@ -18,11 +18,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.triton_client import (
-    DEFAULT_OUTPUT_REGION_BYTES,
-    map_triton_error,
-    plan_region,
-)
+from gateway.triton_client import DEFAULT_OUTPUT_REGION_BYTES, map_triton_error
 from triton_core.datatypes import numpy_dtype, triton_datatype
 from triton_core.shared_memory import (
     SHM_ALIGNMENT,
@@ -31,6 +27,7 @@ from triton_core.shared_memory import (
     Slot,
     destroy_region,
     is_region_busy,
+    plan_region,
     read_output,
 )
 
@@ -168,9 +165,11 @@ def test_bytes_has_no_fixed_size_numpy_dtype() -> None:
         numpy_dtype("BYTES")
 
 
-def test_a_region_holds_aligned_inputs_then_room_for_outputs() -> None:
+def test_the_gateway_gives_every_output_room_in_the_region() -> None:
     inputs: dict[str, np.ndarray] = {"a": np.zeros(10, np.uint8), "b": np.zeros((2, 3), np.float32)}
-    input_slots, output_slots, size = plan_region(inputs, ["x", "y"], {"x": 100})
+    input_slots, output_slots, size = plan_region(
+        inputs, ["x", "y"], {"x": 100}, default_output_nbytes=DEFAULT_OUTPUT_REGION_BYTES
+    )
     assert [(s.name, s.offset, s.nbytes) for s in input_slots] == [("a", 0, 10), ("b", 64, 24)]
     assert [(s.name, s.offset, s.nbytes) for s in output_slots] == [
         ("x", 128, 100),
