@@ -5,10 +5,11 @@ the one pipeline the gateway and the user-facing gRPC client share. Its failures
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -23,6 +24,7 @@ from triton_core.tiling import (
     pre_pad_image,
 )
 
+T = TypeVar("T")
 ALLOWED_OUTSCALES: Final = (2, 4)
 NATIVE_SCALE: Final = 4  # every served Real-ESRGAN network upscales ×4
 # Two batches in flight let the server batch one while the gateway stitches the other, without
@@ -38,8 +40,9 @@ class ModelAnswerError(ValueError):
     """The tile session answered with the wrong shape or dtype."""
 
 
-ProgressCallback = Callable[[float], None]
-CancelCheck = Callable[[], bool]
+# Either plain or async: a server's callbacks touch a job store, which must not block its loop.
+ProgressCallback = Callable[[float], Awaitable[None] | None]
+CancelCheck = Callable[[], bool | Awaitable[bool]]
 
 
 class TileUpscaler(Protocol):
@@ -163,7 +166,7 @@ async def upscale_batches(
     done = 0
     try:
         while pending or in_flight:
-            if is_cancelled is not None and is_cancelled():
+            if is_cancelled is not None and await _resolved(is_cancelled()):
                 raise UpscaleCancelled("upscale cancelled")
             if pending and len(in_flight) < MAX_BATCHES_IN_FLIGHT:
                 batch = pending.popleft()
@@ -175,7 +178,7 @@ async def upscale_batches(
             place_tiles(output, upscaled, plans[batch], session.scale)
             done += len(upscaled)
             if on_progress is not None:
-                on_progress(done / len(tiles))
+                await _resolved(on_progress(done / len(tiles)))
     finally:
         await cancel_all([task for task, _ in in_flight])
 
@@ -189,6 +192,10 @@ def check_batch_output(
         raise ModelAnswerError(
             f"model returned {upscaled.shape} {upscaled.dtype}; expected {expected} uint8"
         )
+
+
+async def _resolved(value: T | Awaitable[T]) -> T:
+    return await value if inspect.isawaitable(value) else value
 
 
 async def cancel_all(tasks: list[asyncio.Task[npt.NDArray[np.uint8]]]) -> None:

@@ -61,8 +61,8 @@ class UpscaleJob:
                 decoded.alpha,
                 self._upscaler,
                 upscale_options(self._settings, outscale=scale),
-                on_progress=lambda fraction: self._store.set_progress(job.id, int(fraction * 99)),
-                is_cancelled=lambda: self._store.status_of(job.id) != "processing",
+                on_progress=lambda fraction: self._record_progress(job.id, fraction),
+                is_cancelled=lambda: self._is_cancelled(job.id),
             )
         # What this run used, recorded with the job: its status says so even if the models change.
         synthetic = {"synthetic_models": self.synthetic_models(job.parameters)}
@@ -80,6 +80,12 @@ class UpscaleJob:
             return
         pixels = decoded.rgb.shape[0] * decoded.rgb.shape[1]
         self.observed_seconds.append((time.monotonic() - started) / max(1, pixels))
+
+    async def _record_progress(self, job_id: str, fraction: float) -> None:
+        await asyncio.to_thread(self._store.set_progress, job_id, int(fraction * 99))
+
+    async def _is_cancelled(self, job_id: str) -> bool:
+        return await asyncio.to_thread(self._store.status_of, job_id) != "processing"
 
     def synthetic_models(self, parameters: dict[str, object]) -> list[str]:
         """The models on synthetic weights that a job with `parameters` runs."""

@@ -4,6 +4,7 @@ face_detect_scrfd (BLS) over it, checked against the same decode run in-process 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,62 @@ def test_a_bad_request_is_refused_and_the_model_keeps_serving(served) -> None:
         client.infer(MODEL, [bad, threshold])
     boxes, scores, _ = detect(server.grpc_url, np.zeros((64, 48, 3), np.uint8))
     assert boxes.shape[1:] == (4,) and len(scores) == len(boxes)
+
+
+INSIGHTFACE = "insightface==2.1"
+PIP_TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def insightface_scrfd(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """insightface's own SCRFD class, from its wheel on PyPI (pure Python, installed into a
+    private folder without its dependencies), or a skip saying why it is unavailable."""
+    target = tmp_path_factory.mktemp("insightface")
+    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--only-binary=:all:"]
+    command += ["--quiet", "--target", str(target), INSIGHTFACE]
+    try:
+        subprocess.run(command, check=True, capture_output=True, timeout=PIP_TIMEOUT_S)
+    except (subprocess.SubprocessError, OSError) as exc:
+        pytest.skip(f"cannot install {INSIGHTFACE} from PyPI: {exc}")
+    sys.path.insert(0, str(target))
+    try:
+        from insightface.model_zoo.scrfd import SCRFD  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(target))
+    return SCRFD
+
+
+def test_letterbox_and_decode_match_insightfaces_own_detector(served, insightface_scrfd) -> None:
+    """insightface's SCRFD.detect on the same tiny network is the reference: our letterbox must
+    give its input (black padding, its sizes; within the uint8 rounding of cv2.resize), and our
+    decode and NMS on that same input must give its detections."""
+    _, root = served
+    sd = _decode_module()
+    model_file = root / "scrfd_10g" / "1" / "model.onnx"
+    image = np.ascontiguousarray(astronaut()[:300, :420])
+    threshold = 0.502  # the tiny random net scores everything near 0.5: keep a few hundred
+    theirs = insightface_scrfd(model_file=str(model_file))
+    theirs.prepare(-1, det_thresh=threshold, nms_thresh=0.4)
+    seen: dict[str, np.ndarray] = {}
+    forward = theirs.forward
+
+    def keep_input(img: np.ndarray, thresh: float) -> Any:
+        seen["canvas"] = img.copy()
+        return forward(img, thresh)
+
+    theirs.forward = keep_input
+    found, points = theirs.detect(np.ascontiguousarray(image[..., ::-1]), input_size=(640, 640))
+    their_input = theirs._prepare_input_blob(seen["canvas"], (640, 640))
+    ours, scale = sd.letterbox(image, 640)
+    assert ours.shape == their_input.shape
+    assert np.abs(ours - their_input).max() <= 1.01 / 128  # cv2 rounds the resize to uint8
+    content_rows = int(640 * 300 / 420)  # insightface truncates; below that is padding
+    np.testing.assert_array_equal(ours[..., content_rows:, :], their_input[..., content_rows:, :])
+    outputs = open_session(model_file).run(list(OUTPUT_NAMES), {"input.1": their_input})
+    want = sd.decode(outputs, 640, scale, threshold, 0.4)
+    assert len(want.scores) == len(found) > 0
+    order = np.lexsort((found[:, 0], -found[:, 4]))
+    mine = np.lexsort((want.boxes[:, 0], -want.scores))
+    np.testing.assert_allclose(want.scores[mine], found[order, 4], atol=1e-6)
+    np.testing.assert_allclose(want.boxes[mine], found[order, :4], atol=1e-3)
+    np.testing.assert_allclose(want.landmarks[mine], points[order], atol=1e-3)

@@ -81,11 +81,12 @@ def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
     assert sd.nms(np.zeros((0, 4)), np.zeros(0), 0.4).tolist() == []
 
 
-def test_letterbox_keeps_the_ratio_pads_bottom_right_and_round_trips() -> None:
+def test_letterbox_keeps_the_ratio_pads_bottom_right_with_black_and_round_trips() -> None:
     image = np.full((100, 200, 3), 255, np.uint8)
     batch, scale = sd.letterbox(image, 640)
     assert batch.shape == (1, 3, 640, 640) and batch.dtype == np.float32 and scale == 3.2
-    assert np.allclose(batch[0, :, :320, :], 127.5 / 128) and np.all(batch[0, :, 320:, :] == 0)
+    assert np.allclose(batch[0, :, :320, :], 127.5 / 128)
+    assert np.allclose(batch[0, :, 320:, :], -127.5 / 128)  # black, as insightface pads
     # A point at input pixel p maps back to p / scale: the far corner of the content.
     assert np.isclose(640 / scale, 200) and np.isclose(320 / scale, 100)
 

@@ -257,3 +257,26 @@ def test_an_image_smaller_than_one_window_differs_only_near_its_edges() -> None:
 def test_options_refuse_an_outscale_other_than_two_or_four() -> None:
     with pytest.raises(ValueError, match="outscale"):
         UpscaleOptions(outscale=3)
+
+
+def test_async_progress_and_cancel_callbacks_are_awaited() -> None:
+    reports: list[float] = []
+    checks = 0
+
+    async def record(fraction: float) -> None:
+        reports.append(fraction)
+
+    async def never_cancelled() -> bool:
+        nonlocal checks
+        checks += 1
+        return False
+
+    session = FakeSession(batch=2)
+    run(
+        random_image(64, 64),
+        session,
+        UpscaleOptions(tile_size=16),
+        on_progress=record,  # type: ignore[arg-type]
+        is_cancelled=never_cancelled,  # type: ignore[arg-type]
+    )
+    assert reports[-1] == 1.0 and len(reports) == len(session.shapes) and checks > 0

@@ -25,12 +25,18 @@ class Detections(NamedTuple):
 
 def letterbox(image: Array, size: int) -> tuple[Array, float]:
     """RGB uint8 [H, W, 3] → network input [1, 3, size, size] float32 ((x − 127.5) / 128),
-    resized keeping the ratio (bilinear) and padded with zeros bottom/right; and the scale."""
+    resized keeping the ratio (bilinear) and padded with black bottom/right, as insightface's
+    SCRFD.detect does (its sizes truncate, its scale is the new height over the old); and the
+    scale. Black, not the normalised zero: padding with mid-grey changes what the network sees
+    near the border, and so its scores."""
     height, width = image.shape[:2]
-    scale = min(size / height, size / width)
-    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+    if height / width > 1.0:
+        new_h, new_w = size, max(1, int(size / (height / width)))
+    else:
+        new_w, new_h = size, max(1, int(size * (height / width)))
+    scale = new_h / height
     resized = resize_bilinear(image.astype(np.float32), new_h, new_w)
-    canvas = np.zeros((size, size, 3), np.float32)
+    canvas = np.full((size, size, 3), (0.0 - MEAN) / STD, np.float32)
     canvas[:new_h, :new_w] = (resized - MEAN) / STD
     return np.ascontiguousarray(canvas.transpose(2, 0, 1)[None]), float(scale)
 
