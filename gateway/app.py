@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import __version__
 from gateway.body_limit import BodyLimit
@@ -48,6 +49,43 @@ def validation_response(exc: RequestValidationError) -> JSONResponse:
     return JSONResponse({"detail": "; ".join(reasons), "error": "BadRequest"}, status_code=400)
 
 
+# Starlette's own refusals (form parsing, unknown paths, wrong methods) in the same body shape.
+HTTP_ERROR_NAMES = {
+    400: "BadRequest",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+}
+HEADER_TOO_LONG = "Maximum header size exceeded"
+
+
+def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's and FastAPI's HTTP errors with the gateway's error body, and a reason that
+    says what was wrong where python-multipart only said "Invalid multipart data"."""
+    detail = str(exc.detail)
+    if _caused_by(exc, HEADER_TOO_LONG):
+        detail = (
+            "a multipart part's header line is too long (over 4,224 bytes; e.g. a filename of "
+            "thousands of characters): shorten the filename"
+        )
+    name = HTTP_ERROR_NAMES.get(exc.status_code, "HTTPError")
+    return JSONResponse(
+        {"detail": detail, "error": name}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+def _caused_by(exc: BaseException, text: str) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; bounded against cycles
+        if seen is None:
+            return False
+        if text in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_facet_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FacetError)
@@ -57,8 +95,13 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return validation_response(exc)
 
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return http_error_response(exc)
+
     app.add_exception_handler(FacetError, on_facet_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
 
 
 def upload_guard(settings: Settings) -> Callable[..., Awaitable[Response]]:

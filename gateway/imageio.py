@@ -9,11 +9,12 @@ so a truncated file fails instead of being silently padded with grey.
 from __future__ import annotations
 
 import io
+import re
 import struct
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import cv2
 import numpy as np
@@ -21,7 +22,9 @@ import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from gateway.settings import Settings
+
+if TYPE_CHECKING:  # the clients decode with this module too, without the gateway's settings
+    from gateway.settings import Settings
 
 ImageFormat = Literal["JPEG", "PNG", "WEBP"]
 
@@ -48,6 +51,10 @@ _DECODE_ERRORS: Final = (
     TypeError,
     struct.error,
 )
+# A Pillow message shown to a client as is: plain words, digits and punctuation. Others (some
+# embed reprs: "cannot identify image file <_io.BytesIO object at 0x…>", "chunk b'\\x00…'")
+# are replaced by a generic reason.
+_PLAIN_REASON: Final = re.compile(r"[A-Za-z0-9 ,.;:()%+-]{1,200}")
 # warnings.catch_warnings swaps a process-wide filter list; serialising our own uses keeps two
 # concurrent decodes from restoring each other's filters and leaking the "error" filter.
 _WARNINGS_LOCK = threading.Lock()
@@ -131,7 +138,15 @@ def open_header(data: bytes, fmt: ImageFormat, *, max_pixels: int) -> Image.Imag
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise PayloadTooLarge(f"image exceeds the {max_pixels}-pixel limit ({error})") from error
     except _DECODE_ERRORS as error:
-        raise BadRequest(f"could not decode image: {error}") from error
+        raise decode_failure(error, fmt) from error
+
+
+def decode_failure(error: BaseException, fmt: str) -> BadRequest:
+    """The 400 for data Pillow could not read, with Pillow's reason only if it is plain words."""
+    reason = str(error)
+    if isinstance(error, UnidentifiedImageError) or not _PLAIN_REASON.fullmatch(reason):
+        reason = f"the data is not a complete, valid {fmt} image"
+    return BadRequest(f"could not decode image: {reason}")
 
 
 def check_dimensions(width: int, height: int, *, max_pixels: int, max_side: int) -> None:
@@ -152,7 +167,7 @@ def load_pixels(image: Image.Image) -> None:
     try:
         image.load()
     except _DECODE_ERRORS as error:
-        raise BadRequest(f"could not decode image: {error}") from error
+        raise decode_failure(error, image.format or "image") from error
 
 
 def apply_orientation(image: Image.Image) -> Image.Image:

@@ -68,6 +68,13 @@ class RestoreService:
             )
         if options.detector not in DETECTORS:
             raise BadRequest(f"face_detector_model must be one of {sorted(DETECTORS)}")
+        catalog = await self._client.current_catalog()
+        detectors = [name for name, model in DETECTORS.items() if catalog.is_installed(model)]
+        if options.detector not in detectors:
+            raise BadRequest(
+                f"face_detector_model '{options.detector}' is not installed on this server; "
+                f"installed: {detectors or 'none'}"
+            )
         if not 1 <= options.upscale <= 4:
             raise BadRequest("upscale must be between 1 and 4")
         if not 0.0 <= options.weight <= 1.0:

@@ -100,7 +100,7 @@ class BatchStatus(BaseModel):
 
 
 class QualityResponse(BaseModel):
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]  # PSNR of identical images is infinite: null
     analysis: dict[str, float | str]
     compared_size: list[int]
     resized_original: bool

@@ -82,28 +82,37 @@ def shared_triton(start_triton, tiny_sr_repository: Path) -> TritonServer:  # no
     return start_triton(tiny_sr_repository)
 
 
+# Every test gateway's settings: small tiles for the tiny models, quick readiness polls, and
+# rate limits off (tests poll status many times a second; the limits get their own test).
+TEST_GATEWAY_SETTINGS: dict[str, SettingValue] = {
+    "tile_size": 32,
+    "tile_pad": 4,
+    "triton_timeout_s": 10,
+    "triton_readiness_interval_s": 0.5,
+    "rate_limits_enabled": False,
+}
+
+
+def make_gateway(triton: TritonServer, root: Path, **settings: SettingValue) -> Gateway:
+    """A gateway (not started) on `triton`, logging and keeping its data under `root`."""
+    return Gateway(
+        os.environ,
+        free_port(),
+        root / "gateway.log",
+        triton_grpc_url=triton.grpc_url,
+        data_dir=root / "data",
+        overrides={**TEST_GATEWAY_SETTINGS, **settings},
+    )
+
+
 @pytest.fixture
 def start_gateway(tmp_path: Path, tiny_sr_repository: Path) -> Iterator[StartGateway]:  # noqa: F811
     gateways: list[Gateway] = []
-    defaults: dict[str, SettingValue] = {
-        "tile_size": 32,
-        "tile_pad": 4,
-        "triton_timeout_s": 10,
-        "triton_readiness_interval_s": 0.5,
-        # Tests poll status many times a second; the limits get their own test.
-        "rate_limits_enabled": False,
-    }
 
     def start(triton: TritonServer, **settings: SettingValue) -> Gateway:
-        index = len(gateways)
-        gateway = Gateway(
-            os.environ,
-            free_port(),
-            tmp_path / f"gateway{index}.log",
-            triton_grpc_url=triton.grpc_url,
-            data_dir=tmp_path / f"data{index}",
-            overrides={**defaults, **settings},
-        )
+        root = tmp_path / f"gateway{len(gateways)}"
+        root.mkdir()
+        gateway = make_gateway(triton, root, **settings)
         gateways.append(gateway)
         gateway.start()
         return gateway

@@ -31,7 +31,11 @@ TRITON_CORE_MODULES = (
     "triton_core.tiling",
     "triton_core.shared_memory",
     "triton_core.datatypes",
+    "triton_core.failures",
+    "triton_core.upscale",
 )
+# What `pip install .` gives the `facet` CLI: no web framework, no settings library.
+CLIENT_MODULES = ("clients", "clients.cli", "clients.rest", "clients.triton_grpc")
 
 
 def loaded_packages(code: str) -> set[str]:
@@ -77,3 +81,10 @@ def test_triton_core_loads_neither_fastapi_nor_pydantic_settings_nor_torch() -> 
     assert not loaded & {"fastapi", "starlette", "pydantic_settings", "gateway"}
     assert "torch" not in loaded
     assert not loaded & EXPORTER_PACKAGES
+
+
+def test_the_clients_load_neither_the_web_framework_nor_the_gateways_settings() -> None:
+    loaded = loaded_packages(f"import {', '.join(CLIENT_MODULES)}")
+
+    assert "httpx" in loaded and "tritonclient" in loaded
+    assert not loaded & {"fastapi", "starlette", "pydantic_settings", "uvicorn", "huey"}

@@ -25,6 +25,7 @@ from gateway.imageio import (
     media_type_for,
     output_format_for,
 )
+from tests.images import encode, png_chunk
 
 MAX_BYTES = 15 * 1024 * 1024
 MAX_PIXELS = 4_000_000
@@ -40,17 +41,6 @@ def gradient(height: int = 48, width: int = 64) -> npt.NDArray[np.uint8]:
     y, x = np.mgrid[0:height, 0:width]
     rgb = np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)], -1)
     return rgb.astype(np.uint8)
-
-
-def save(image: Image.Image, fmt: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def png_chunk(kind: bytes, payload: bytes) -> bytes:
-    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
 
 def png_claiming(width: int, height: int) -> bytes:
@@ -102,7 +92,7 @@ def test_a_webp_with_alpha_keeps_its_alpha_plane() -> None:
 
 def test_a_grayscale_png_decodes_to_equal_rgb_channels_and_is_flagged() -> None:
     gray = gradient()[..., 0]
-    decoded = decode(save(Image.fromarray(gray), "PNG"))
+    decoded = decode(encode(Image.fromarray(gray), "PNG"))
     assert decoded.mode == "L" and decoded.was_grayscale
     for channel in range(3):
         np.testing.assert_array_equal(decoded.rgb[..., channel], gray)
@@ -112,7 +102,7 @@ def test_a_palette_png_with_transparency_gets_alpha_from_its_trns_entry() -> Non
     indices = np.array([[0, 1, 2], [2, 1, 0]], np.uint8)
     image = Image.fromarray(indices, mode="P")
     image.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255])
-    decoded = decode(save(image, "PNG", transparency=1))
+    decoded = decode(encode(image, "PNG", transparency=1))
     assert decoded.mode == "P" and not decoded.was_grayscale
     assert decoded.alpha is not None
     np.testing.assert_array_equal(decoded.alpha, np.where(indices == 1, 0, 255))
@@ -122,14 +112,14 @@ def test_a_palette_png_with_transparency_gets_alpha_from_its_trns_entry() -> Non
 
 def test_a_grayscale_png_with_a_transparent_value_gets_alpha() -> None:
     gray = np.array([[7, 8, 7]], np.uint8)
-    decoded = decode(save(Image.fromarray(gray), "PNG", transparency=7))
+    decoded = decode(encode(Image.fromarray(gray), "PNG", transparency=7))
     assert decoded.alpha is not None
     np.testing.assert_array_equal(decoded.alpha, [[0, 255, 0]])
 
 
 def test_a_sixteen_bit_gray_png_is_rounded_to_eight_bits_not_clipped() -> None:
     values = np.array([[0, 257, 32896, 65535, 1000, 65000]], np.uint16)
-    decoded = decode(save(Image.fromarray(values), "PNG"))
+    decoded = decode(encode(Image.fromarray(values), "PNG"))
     assert decoded.was_grayscale
     expected = np.round(values / 257).astype(np.uint8)
     np.testing.assert_array_equal(decoded.rgb[..., 0], expected)
@@ -138,7 +128,7 @@ def test_a_sixteen_bit_gray_png_is_rounded_to_eight_bits_not_clipped() -> None:
 
 def test_a_sixteen_bit_gray_png_keeps_its_transparent_value_as_alpha() -> None:
     values = np.array([[257, 1000, 257]], np.uint16)
-    decoded = decode(save(Image.fromarray(values), "PNG", transparency=257))
+    decoded = decode(encode(Image.fromarray(values), "PNG", transparency=257))
     assert decoded.alpha is not None
     np.testing.assert_array_equal(decoded.alpha, [[0, 255, 0]])
 
@@ -158,7 +148,7 @@ def test_exif_orientation_six_is_applied_so_the_image_comes_out_upright() -> Non
     stored[:, 20:] = (0, 0, 255)
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
-    decoded = decode(save(Image.fromarray(stored), "JPEG", exif=exif, quality=95))
+    decoded = decode(encode(Image.fromarray(stored), "JPEG", exif=exif, quality=95))
     assert decoded.rgb.shape == (40, 20, 3)
     # Turning clockwise carries the stored left half to the top.
     assert decoded.rgb[5, 10, 0] > 200 and decoded.rgb[5, 10, 2] < 50
@@ -167,7 +157,7 @@ def test_exif_orientation_six_is_applied_so_the_image_comes_out_upright() -> Non
 
 def test_an_rgb_icc_profile_is_kept_and_can_be_embedded_again() -> None:
     profile = srgb_profile()
-    decoded = decode(save(Image.fromarray(gradient()), "PNG", icc_profile=profile))
+    decoded = decode(encode(Image.fromarray(gradient()), "PNG", icc_profile=profile))
     assert decoded.icc_profile == profile
     encoded = encode_image(decoded.rgb, None, "JPEG", icc_profile=decoded.icc_profile)
     assert Image.open(io.BytesIO(encoded)).info.get("icc_profile") == profile
@@ -177,7 +167,7 @@ def test_a_non_rgb_icc_profile_is_dropped_because_the_pixels_become_rgb() -> Non
     profile = bytearray(srgb_profile())
     profile[16:20] = b"GRAY"
     image = Image.fromarray(gradient()[..., 0])
-    decoded = decode(save(image, "PNG", icc_profile=bytes(profile)))
+    decoded = decode(encode(image, "PNG", icc_profile=bytes(profile)))
     assert decoded.icc_profile is None
 
 
@@ -243,14 +233,14 @@ def test_a_text_file_is_unsupported_whatever_it_is_called() -> None:
 
 
 def test_a_gif_is_unsupported() -> None:
-    gif = save(Image.fromarray(gradient()).convert("P"), "GIF")
+    gif = encode(Image.fromarray(gradient()).convert("P"), "GIF")
     with pytest.raises(UnsupportedMediaType, match="JPEG, PNG or WebP"):
         decode(gif)
 
 
 def test_a_truncated_jpeg_is_a_bad_request_and_is_never_padded_grey() -> None:
     noise = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)
-    jpeg = save(Image.fromarray(noise), "JPEG", quality=95)
+    jpeg = encode(Image.fromarray(noise), "JPEG", quality=95)
     with pytest.raises(BadRequest, match="could not decode image"):
         decode(jpeg[: len(jpeg) // 2])
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
@@ -289,3 +279,48 @@ def test_a_png_header_claiming_too_many_pixels_is_refused_before_decoding(
     assert time.perf_counter() - started < 0.5
     assert peak < 1_000_000, f"refusing the header allocated {peak} bytes"
     assert warnings.filters == filters_before
+
+
+REPR_ARTEFACTS = ("<", " object at 0x", "Traceback", "b'", "\\x")
+
+
+def assert_plain(reason: str) -> None:
+    assert reason.strip()
+    for artefact in REPR_ARTEFACTS:
+        assert artefact not in reason, (artefact, reason)
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [(b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"RIFF\0\0\0\0WEBP", "WEBP")],
+)
+def test_magic_bytes_alone_are_refused_without_a_stream_repr_in_the_reason(
+    data: bytes, fmt: str
+) -> None:
+    # Pillow says "cannot identify image file <_io.BytesIO object at 0x…>" here.
+    with pytest.raises(BadRequest) as refused:
+        decode(data)
+    assert_plain(refused.value.detail)
+    assert (
+        refused.value.detail
+        == f"could not decode image: the data is not a complete, valid {fmt} image"
+    )
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_every_truncation_of_a_small_image_is_refused_with_a_plain_reason(fmt: ImageFormat) -> None:
+    data = encode_image(gradient(24, 32), None, fmt)
+    for end in range(1, len(data), 7):
+        try:
+            decode(data[:end])
+        except (BadRequest, UnsupportedMediaType) as refused:
+            assert_plain(refused.detail)
+
+
+def test_pillow_words_are_kept_when_plain_and_replaced_when_they_embed_a_repr() -> None:
+    plain = imageio.decode_failure(
+        OSError("image file is truncated (5 bytes not processed)"), "JPEG"
+    )
+    assert plain.detail == "could not decode image: image file is truncated (5 bytes not processed)"
+    embedded = imageio.decode_failure(SyntaxError("broken PNG file (chunk b'\\x00IDA')"), "PNG")
+    assert embedded.detail == "could not decode image: the data is not a complete, valid PNG image"
