@@ -28,8 +28,12 @@ from typing import IO, Literal, Self
 
 from serving.errors import BackendAssemblyError, ServingError, TritonNotFoundError, TritonStartError
 
-BACKEND_NAME = "facet_ort"
-BACKEND_SOURCE = Path(__file__).resolve().parent / "backends" / BACKEND_NAME
+BACKENDS_SOURCE = Path(__file__).resolve().parent / "backends"
+# Our Python-based backends; each gets the shared core copied next to its model.py, since
+# Triton lets a backend import only what its own folder holds.
+BACKEND_NAMES = ("facet_ort", "facet_openvino")
+SHARED_BACKEND_SOURCES = (BACKENDS_SOURCE / "shared" / "backend_core.py",)
+OPENVINO_CACHE_ENV = "FACET_OPENVINO_CACHE_DIR"
 STUB_NAME = "triton_python_backend_stub"
 PYTHON_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
 NGC_BACKENDS = Path("/opt/tritonserver/backends")
@@ -140,20 +144,23 @@ def _find_path_install(reasons: list[str]) -> TritonInstall | None:
 
 
 def assemble_backend_dir(install: TritonInstall, dest: Path) -> Path:
-    """Build a `--backend-directory` holding the Python backend and our facet_ort backend.
+    """Build a `--backend-directory` holding the Python backend and our Python-based backends.
 
     Files are copied, not linked: Triton resolves symlinks and refuses a backend library
     whose real path escapes the backend directory.
     """
     python_dir = dest / "python"
-    ours = dest / BACKEND_NAME
     try:
         _recreate_dir(python_dir)
         for name in PYTHON_BACKEND_FILES:
             shutil.copy2(install.python_backend_dir / name, python_dir / name)
         shutil.copy2(install.stub, python_dir / STUB_NAME)
-        _recreate_dir(ours)
-        shutil.copy2(BACKEND_SOURCE / "model.py", ours / "model.py")
+        for name in BACKEND_NAMES:
+            ours = dest / name
+            _recreate_dir(ours)
+            shutil.copy2(BACKENDS_SOURCE / name / "model.py", ours / "model.py")
+            for shared in SHARED_BACKEND_SOURCES:
+                shutil.copy2(shared, ours / shared.name)
     except OSError as error:
         raise BackendAssemblyError(f"cannot assemble backend directory {dest}: {error}") from error
     return dest
@@ -337,7 +344,10 @@ class TritonServer:
         self.settings.run_dir.mkdir(parents=True, exist_ok=True)
         backend_dir = assemble_backend_dir(install, self.settings.run_dir / "backends")
         command = build_command(install, self.settings, backend_dir)
-        self._spawn(command, build_environment(install))
+        env = build_environment(install)
+        # Compiled OpenVINO blobs survive restarts of this server (compiling GFPGAN takes s).
+        env.setdefault(OPENVINO_CACHE_ENV, str(self.settings.run_dir / "openvino_cache"))
+        self._spawn(command, env)
         try:
             self._wait_until_ready()
         except BaseException:

@@ -132,7 +132,7 @@ def test_the_environment_puts_this_python_first_and_the_triton_libs_on_the_loade
     assert env["LD_LIBRARY_PATH"] == f"{fake_install.libs_dir}{os.pathsep}/opt/x"
 
 
-def test_the_backend_directory_holds_the_python_backend_and_facet_ort(
+def test_the_backend_directory_holds_the_python_backend_and_both_of_ours(
     fake_install: TritonInstall, tmp_path: Path
 ) -> None:
     dest = assemble_backend_dir(fake_install, tmp_path / "backends")
@@ -142,8 +142,10 @@ def test_the_backend_directory_holds_the_python_backend_and_facet_ort(
         assert copied.is_file()
         assert not copied.is_symlink()  # Triton rejects libraries whose real path escapes
     assert (dest / "python" / STUB_NAME).stat().st_mode & stat.S_IXUSR
-    model = dest / "facet_ort" / "model.py"
-    assert "class TritonPythonModel" in model.read_text()
+    for backend in ("facet_ort", "facet_openvino"):
+        assert "class TritonPythonModel" in (dest / backend / "model.py").read_text()
+        # Triton lets a backend import only its own folder: the shared core is copied in.
+        assert "class BatchingBackend" in (dest / backend / "backend_core.py").read_text()
 
 
 def test_reassembling_the_backend_directory_drops_stale_files(
