@@ -33,6 +33,8 @@ class Manifest:
     fingerprint: str
     created_at: str
     tools: dict[str, str] = field(default_factory=dict)
+    # Which CPU runtime and precision serve it, and the timings and checks behind the choice.
+    cpu_runtime: dict[str, object] = field(default_factory=dict)
 
     @property
     def synthetic(self) -> bool:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from export.cpu_runtime import CpuChoice, choose_runtime, unmeasured
 from export.errors import ExportError
 from export.graphs import GraphSpec
 from export.manifest import Manifest, read_manifest, tool_versions, write_manifest
@@ -162,9 +163,17 @@ def export_onnx(spec: ModelSpec, model: nn.Module, sample: Array, path: Path) ->
     onnx.checker.check_model(str(path))
 
 
+@dataclass(frozen=True)
+class Validation:
+    checks: list[CheckResult]
+    batch: Array  # what was fed
+    expected: dict[str, Array]  # PyTorch's answer to it
+    label: str
+
+
 def validate_model(
     spec: ModelSpec, model: nn.Module, path: Path, kind: WeightKind, tiny: bool
-) -> list[CheckResult]:
+) -> Validation:
     """Stage 4: names → shapes → values against PyTorch on a real photo (batch of 2, so the
     dynamic batch axis Triton relies on is exercised), then the independent reference."""
     session = open_session(path)
@@ -196,7 +205,17 @@ def validate_model(
         )
         results.append(result)
     raise_on_failure(spec.name, results)  # once, naming every check that failed
-    return results
+    return Validation(results, batch, expected, label)
+
+
+def choose_cpu_runtime(
+    spec: ModelSpec, path: Path, validation: Validation, tiny: bool
+) -> CpuChoice:
+    """Stage 5: which CPU runtime serves it (export/cpu_runtime.py); tiny variants are not
+    measured, so tests always serve them the same way."""
+    if tiny:
+        return unmeasured("tiny variant: not measured")
+    return choose_runtime(spec, path, validation.batch, validation.expected, validation.label)
 
 
 def install(model_dir: Path, built: Path, manifest: Manifest) -> Path:
@@ -225,7 +244,9 @@ def export_model(spec: ModelSpec, options: ExportOptions) -> ExportOutcome:
     if not options.force and is_up_to_date(model_dir, expected):
         return ExportOutcome(spec.name, True, kind, model_dir / "manifest.json", ())
     bar = _stage_bar(
-        spec.name, ["load", "patch", "onnx", "validate", "install"], options.show_progress
+        spec.name,
+        ["load", "patch", "onnx", "validate", "runtime", "install"],
+        options.show_progress,
     )
     with tempfile.TemporaryDirectory(prefix=f"facet-{spec.name}-") as tmp:
         built = Path(tmp) / MODEL_FILE
@@ -236,8 +257,12 @@ def export_model(spec: ModelSpec, options: ExportOptions) -> ExportOutcome:
             bar.update()
             export_onnx(spec, patched, model_input(spec, spec.sample_for(options.tiny)), built)
             bar.update()
-            checks = validate_model(spec, patched, built, kind, options.tiny)
+            validation = validate_model(spec, patched, built, kind, options.tiny)
             bar.update()
+        choice = choose_cpu_runtime(spec, built, validation, options.tiny)
+        checks = validation.checks
+        bar.set_postfix_str(f"weights={kind}, cpu={choice.runtime}_{choice.precision}")
+        bar.update()
         manifest = Manifest(
             model=spec.name,
             description=spec.description,
@@ -254,6 +279,7 @@ def export_model(spec: ModelSpec, options: ExportOptions) -> ExportOutcome:
             fingerprint=expected,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             tools=tool_versions(),
+            cpu_runtime=choice.as_dict(),
         )
         path = install(model_dir, built, manifest)
         bar.update()

@@ -11,10 +11,20 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+from export.manifest import read_manifest
 from export.pipeline import VERSION, ExportOptions, ExportOutcome, export_any
 from export.registry import ENSEMBLES, PYTHON_MODELS, expand
-from export.triton_config import PythonModelSpec, parse_config, to_text
-from export.weight_facts import apply_facts, has_facts, installed_facts
+from export.triton_config import (
+    CPU_OPENVINO,
+    CPU_ORT,
+    OPENVINO_BACKEND,
+    PythonModelSpec,
+    parse_config,
+    to_text,
+)
+from export.weight_facts import apply_facts, installed_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_REPOSITORY = ROOT / "model_repository"
@@ -63,22 +73,43 @@ def build_repository(names: Sequence[str], options: ExportOptions) -> list[Expor
 
 
 def stamp_weight_facts(model_dir: Path) -> list[Path]:
-    """Write the installed model's weight facts (from its manifest) into each of its configs,
-    config.pbtxt and the alternatives under configs/, so Triton serves them with the config.
-    A config already right is left untouched; returns the files rewritten."""
+    """Make the installed model's configs say what is installed (from its manifest): the CPU
+    runtime the install chose becomes config.pbtxt (from configs/cpu_<runtime>.pbtxt, with the
+    chosen precision), and every config carries the weight facts, so Triton serves them. A
+    config already right is left untouched; returns the files rewritten."""
     facts = installed_facts(model_dir)
     if facts is None:
         return []
     rewritten = []
-    for path in [model_dir / "config.pbtxt", *sorted((model_dir / "configs").glob("*.pbtxt"))]:
+    main = model_dir / "config.pbtxt"
+    chosen = chosen_cpu_config(model_dir)
+    for path in [main, *sorted((model_dir / "configs").glob("*.pbtxt"))]:
         if not path.is_file():
             continue
-        config = parse_config(path)
-        if not has_facts(config, facts):
-            apply_facts(config, facts)
-            path.write_text(to_text(config))
+        config = chosen if path == main and chosen is not None else parse_config(path)
+        apply_facts(config, facts)
+        text = to_text(config)
+        if text != path.read_text():
+            path.write_text(text)
             rewritten.append(path)
     return rewritten
+
+
+def chosen_cpu_config(model_dir: Path) -> ModelConfig | None:
+    """The alternative config of the runtime the manifest says was chosen, with its precision;
+    None when there is no choice or no such alternative (e.g. a test repository)."""
+    manifest = read_manifest(model_dir) or {}
+    choice = manifest.get("cpu_runtime")
+    if not isinstance(choice, dict) or "runtime" not in choice:
+        return None
+    name = CPU_OPENVINO if choice["runtime"] == "openvino" else CPU_ORT
+    path = model_dir / "configs" / f"{name}.pbtxt"
+    if not path.is_file():
+        return None
+    config = parse_config(path)
+    if config.backend == OPENVINO_BACKEND:
+        config.parameters["precision"].string_value = str(choice.get("precision", "f32"))
+    return config
 
 
 def _same_folder(a: Path, b: Path) -> bool:

@@ -110,6 +110,16 @@ class ModelSpec:
     # The float range a uint8 photo maps to at the model's input (uint8 0 → lo, 255 → hi); the
     # export and its validation feed the sample photo in this range.
     input_range: tuple[float, float] = (0.0, 1.0)
+    # The float range of an image output (its values map back to 0..255); None when the output
+    # is not an image. Only image models may be served in BF16 (the check is an image PSNR).
+    output_range: tuple[float, float] | None = None
+    # The CPU runtime and precision the committed config.pbtxt serves: what the install's
+    # measurement (export/cpu_runtime.py) chose on the reference machine, with its numbers
+    # beside it. An install on other hardware measures again and serves its own choice.
+    cpu_plan: tuple[Literal["onnxruntime", "openvino"], Literal["f32", "bf16"]] = (
+        "onnxruntime",
+        "f32",
+    )
     # Applied to the loaded model in the patch stage, before tracing: tracing fixes that need a
     # wrapper (e.g. keep the one output that is served of a forward that returns several).
     patch: Callable[[nn.Module], nn.Module] | None = None

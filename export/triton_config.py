@@ -20,6 +20,11 @@ from export.weight_facts import apply_facts, default_facts
 from triton_core.catalog import COMPOSED_OF
 
 CPU_BACKEND = "facet_ort"
+OPENVINO_BACKEND = "facet_openvino"
+# Alternative CPU configs (`--model-config-name`): config.pbtxt is whichever of the two the
+# install measured fastest (export/cpu_runtime.py); both stay selectable.
+CPU_ORT = "cpu_ort"
+CPU_OPENVINO = "cpu_openvino"
 GPU_ORT_TRT = "gpu_ort_trt"
 GPU_TRT_PLAN = "gpu_trt_plan"
 HEADER = (
@@ -112,6 +117,28 @@ def render_cpu(spec: AnySpec) -> mc.ModelConfig:
     config.parameters["intra_op_thread_count"].string_value = str(spec.batching.intra_op_threads)
     config.parameters["inter_op_thread_count"].string_value = "1"
     return config
+
+
+def render_cpu_openvino(spec: AnySpec, precision: str = "f32") -> mc.ModelConfig:
+    """The embedded default's other runtime: our Python-based OpenVINO backend on CPU, with the
+    same thread budget as facet_ort gets."""
+    config = _base(spec)
+    config.backend = OPENVINO_BACKEND
+    config.instance_group.append(
+        mc.ModelInstanceGroup(count=spec.batching.instances, kind=mc.ModelInstanceGroup.KIND_CPU)
+    )
+    config.parameters["precision"].string_value = precision
+    config.parameters["num_threads"].string_value = str(spec.batching.intra_op_threads)
+    config.parameters["performance_hint"].string_value = "LATENCY"
+    return config
+
+
+def render_cpu_plan(spec: AnySpec) -> mc.ModelConfig:
+    """config.pbtxt: the CPU runtime the spec's `cpu_plan` names (ONNX Runtime for graphs and
+    packaged files, which have no plan)."""
+    if isinstance(spec, ModelSpec) and spec.cpu_plan[0] == "openvino":
+        return render_cpu_openvino(spec, spec.cpu_plan[1])
+    return render_cpu(spec)
 
 
 def _gpu_group() -> mc.ModelInstanceGroup:
@@ -207,7 +234,10 @@ def config_files(
     """Every committed config, keyed by its path relative to the repository root."""
     files: dict[Path, mc.ModelConfig] = {}
     for spec in specs:
-        files[Path(spec.name, "config.pbtxt")] = render_cpu(spec)
+        files[Path(spec.name, "config.pbtxt")] = render_cpu_plan(spec)
+        if isinstance(spec, ModelSpec):
+            files[Path(spec.name, "configs", f"{CPU_ORT}.pbtxt")] = render_cpu(spec)
+            files[Path(spec.name, "configs", f"{CPU_OPENVINO}.pbtxt")] = render_cpu_openvino(spec)
         files[Path(spec.name, "configs", f"{GPU_ORT_TRT}.pbtxt")] = render_gpu_ort_trt(spec)
         files[Path(spec.name, "configs", f"{GPU_TRT_PLAN}.pbtxt")] = render_gpu_trt_plan(spec)
     for ensemble in ensembles:

@@ -117,5 +117,7 @@ def test_ensemble_metadata_and_model_config(tiny_gfpgan) -> None:
         {"name": "restored_face", "datatype": "UINT8", "shape": ["-1", size, size, "3"]}
     ]
     config = client.get_model_config(MODEL, as_json=True)["config"]
-    assert config["backend"] == "facet_ort" and config["max_batch_size"] == 4
+    # The committed config serves the runtime the spec plans (OpenVINO FP32, measured faster).
+    assert config["backend"] == "facet_openvino" and config["max_batch_size"] == 4
+    assert config["parameters"]["precision"]["string_value"] == "f32"
     assert config["dynamic_batching"]["preferred_batch_size"] == [2, 4]

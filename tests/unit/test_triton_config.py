@@ -81,6 +81,32 @@ def test_ensemble_steps_connect_tensors_of_matching_types(name: str) -> None:
 
 def test_gpu_configs_use_native_backends() -> None:
     for relative, config in EXPECTED.items():
-        if relative.parent.name == "configs":
+        if relative.parent.name == "configs" and relative.stem.startswith("gpu_"):
             assert config.platform in {"onnxruntime_onnx", "tensorrt_plan"}, relative
             assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+
+
+def test_config_pbtxt_serves_the_runtime_the_spec_plans() -> None:
+    for spec in MODELS.values():
+        config = EXPECTED[Path(spec.name, "config.pbtxt")]
+        backend = {"onnxruntime": "facet_ort", "openvino": "facet_openvino"}[spec.cpu_plan[0]]
+        assert config.backend == backend, spec.name
+
+
+def test_every_exported_model_offers_both_cpu_runtimes_with_one_thread_budget() -> None:
+    alternatives = [r for r in EXPECTED if r.parent.name == "configs" and r.stem.startswith("cpu_")]
+    assert alternatives, "no CPU alternative configs"
+    for relative in alternatives:
+        config = EXPECTED[relative]
+        main = EXPECTED[Path(relative.parts[0], "config.pbtxt")]
+        assert (
+            config.backend
+            == {"cpu_ort": "facet_ort", "cpu_openvino": "facet_openvino"}[relative.stem]
+        )
+        assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+        assert config.max_batch_size == main.max_batch_size and config.input == main.input
+        if config.backend == "facet_openvino":
+            ort_config = EXPECTED[relative.with_name("cpu_ort.pbtxt")]
+            threads = ort_config.parameters["intra_op_thread_count"].string_value
+            assert config.parameters["num_threads"].string_value == threads
+            assert config.parameters["precision"].string_value in ("f32", "bf16")
