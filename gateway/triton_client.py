@@ -247,7 +247,7 @@ class TritonClient:
         model is then polled in the background too."""
         try:
             return await self.require_ready(model)
-        except Unavailable:
+        except FacetError:  # unreachable, too slow to answer, or any other failure: not ready
             return False
 
     async def require_ready(self, model: str) -> bool:
@@ -293,6 +293,11 @@ class TritonClient:
             raise map_triton_error(exc, model) from exc
         facts = facts_from_config(answer.config)
         self._catalog = self._catalog.with_model(facts)
+        # Its steps too: a poll that ran while they loaded left them out, and their weight
+        # facts are what a response's synthetic-weights warning is made of.
+        for component in facts.components:
+            if component not in self._catalog and component != model:
+                await self.model_facts(component)
         return facts
 
     def readiness(self) -> dict[str, Any]:

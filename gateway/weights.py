@@ -12,7 +12,7 @@ def describe_model(catalog: ModelCatalog, served: str) -> dict[str, object]:
     """Health's entry for one served model (an ensemble or a BLS model included)."""
     facts = catalog.weights(served)
     info: dict[str, object] = {
-        "installed": served in catalog,
+        "installed": catalog.is_installed(served),  # in Triton's repository, ready or not
         "weights": facts.kind,
         "synthetic": facts.synthetic,
         "licence": "; ".join(facts.licences) or None,

@@ -64,16 +64,17 @@ class RestoreService:
         versions = await self.installed_versions()
         if options.version not in versions:
             raise BadRequest(
-                f"version '{options.version}' is not installed; installed: {versions or 'none'}"
+                f"version '{options.version}' is not installed; installed: "
+                f"{', '.join(versions) or 'none'}"
             )
         if options.detector not in DETECTORS:
-            raise BadRequest(f"face_detector_model must be one of {sorted(DETECTORS)}")
+            raise BadRequest(f"face_detector_model must be one of: {', '.join(sorted(DETECTORS))}")
         catalog = await self._client.current_catalog()
         detectors = [name for name, model in DETECTORS.items() if catalog.is_installed(model)]
         if options.detector not in detectors:
             raise BadRequest(
                 f"face_detector_model '{options.detector}' is not installed on this server; "
-                f"installed: {detectors or 'none'}"
+                f"installed: {', '.join(detectors) or 'none'}"
             )
         if not 1 <= options.upscale <= 4:
             raise BadRequest("upscale must be between 1 and 4")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from gateway.errors import UpstreamError
 from gateway.faces.types import Face
 from gateway.triton_client import TritonClient
 from triton_core.batching import run_in_batches
@@ -50,7 +51,10 @@ class TritonFaceRestorer:
     async def restore(self, faces: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         """Any number of aligned 512² crops, sent in chunks of the ensemble's batch limit."""
         limit = (await self._client.model_facts(self.ensemble)).max_batch_size
-        return await run_in_batches(self._restore_batch, faces, limit)
+        try:
+            return await run_in_batches(self._restore_batch, faces, limit)
+        except ValueError as exc:  # a batch answered with the wrong number of faces
+            raise UpstreamError(f"model '{self.ensemble}': {exc}") from exc
 
     async def _restore_batch(self, faces: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         outputs = await self._client.infer(

@@ -8,7 +8,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from gateway.errors import FacetError, JobCancelled
+from gateway.errors import FacetError, JobCancelled, Unavailable
 from gateway.faces.service import RestoreOptions, RestoreService
 from gateway.fetch import FetchPolicy, fetch_image
 from gateway.imageio import decode_upload, output_format_for
@@ -43,8 +43,11 @@ class BatchRestoreJob:
     async def __call__(self, job: Job) -> None:
         urls: list[str] = list(job.parameters["image_urls"])
         options = RestoreOptions(**job.parameters["settings"])
-        results: list[dict[str, Any]] = []
+        # A run again after an outage (the runner waits Triton's restart out) resumes here.
+        results = await self._results_so_far(job.id)
         for index, url in enumerate(urls):
+            if index < len(results):
+                continue
             if await asyncio.to_thread(self._store.status_of, job.id) != "processing":
                 raise JobCancelled("batch cancelled")
             results.append(await self._restore_one(url, options))
@@ -57,6 +60,11 @@ class BatchRestoreJob:
         else:  # nothing to download: the batch failed, each item keeps its own reason
             reason = f"none of the {len(urls)} images could be restored"
             await asyncio.to_thread(self._store.fail, job.id, reason)
+
+    async def _results_so_far(self, job_id: str) -> list[dict[str, Any]]:
+        current = await asyncio.to_thread(self._store.get, job_id)
+        outcome = current.outcome if current is not None else None
+        return list((outcome or {}).get("results", []))
 
     async def _restore_one(self, url: str, options: RestoreOptions) -> dict[str, Any]:
         try:
@@ -74,6 +82,8 @@ class BatchRestoreJob:
                 asdict(options),
                 url.rsplit("/", 1)[-1][:255] or "image",
             )
+        except Unavailable:
+            raise  # Triton, not this URL: the whole batch waits for it (see JobRunner)
         except FacetError as exc:
             return {"url": url, "status": "failed", "error": exc.detail}
         except Exception:  # a bug must fail this item only, never the batch and its other URLs

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from gateway.errors import UpstreamError
 from gateway.triton_client import TritonClient
 from triton_core.batching import run_in_batches
 from triton_core.catalog import ModelCatalog
@@ -31,7 +32,10 @@ class TritonTileUpscaler:
         return (await self._client.model_facts(self.ensemble)).max_batch_size
 
     async def upscale_tiles(self, tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-        return await run_in_batches(self._infer, tiles, await self.batch_limit())
+        try:
+            return await run_in_batches(self._infer, tiles, await self.batch_limit())
+        except ValueError as exc:  # a batch answered with the wrong number of tiles
+            raise UpstreamError(f"model '{self.ensemble}': {exc}") from exc
 
     async def _infer(self, tiles: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         outputs = await self._client.infer(self.ensemble, {INPUT: tiles}, [OUTPUT])

@@ -208,7 +208,7 @@ async def download(restoration_id: str, request: Request) -> FileResponse:
     "/batch",
     response_model=BatchAccepted,
     dependencies=[Depends(rate_limited("other"))],
-    responses=errors(400, 413, 429, 503),
+    responses=errors(400, 413, 429, 502, 503, 504),
 )
 async def submit_batch(body: BatchRequest, request: Request) -> BatchAccepted:
     services = services_of(request)
@@ -295,8 +295,8 @@ async def quality_metrics(
     missing = [m for m in wanted if m not in AVAILABLE_METRICS]
     if missing:
         raise BadRequest(
-            f"metrics {missing} are not available on this server (their models are not "
-            f"installed); available: {list(AVAILABLE_METRICS)}"
+            f"metrics {', '.join(m[:40] for m in missing[:10])} are not available on this "
+            f"server (their models are not installed); available: {', '.join(AVAILABLE_METRICS)}"
         )
     limit = services.settings.max_upload_bytes
     first_bytes, second_bytes = (

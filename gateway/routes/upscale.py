@@ -65,7 +65,7 @@ class Message(BaseModel):
     "/upscale",
     response_model=UpscaleAccepted,
     dependencies=[Depends(rate_limited("upscale"))],
-    responses=errors(400, 413, 415, 429, 503, 504),
+    responses=errors(400, 413, 415, 429, 502, 503, 504),
 )
 async def submit_upscale(
     request: Request,
@@ -199,10 +199,11 @@ def _result_url(request: Request, job: Job) -> str | None:
     return f"{base_url(request)}/results/{job.result_id}"
 
 
-async def _find_job(services: Services, job_id: str) -> Job:
-    """An upscale job by id; a restoration's or batch's id is not one (404 like any unknown)."""
+async def _find_job(services: Services, job_id: str, kinds: tuple[str, ...] = ("upscale",)) -> Job:
+    """A job of one of `kinds` by id; any other id is a 404 like an unknown one (a stored
+    restoration is no job to poll or cancel)."""
     job = await asyncio.to_thread(services.store.get, job_id)
-    if job is None or job.kind != "upscale":
+    if job is None or job.kind not in kinds:
         raise NotFound("Job not found")
     return job
 
@@ -215,7 +216,7 @@ async def _find_job(services: Services, job_id: str) -> Job:
 )
 async def cancel_job(job_id: str, request: Request) -> Message:
     services = services_of(request)
-    job = await _find_job(services, job_id)
+    job = await _find_job(services, job_id, ("upscale", "batch"))
     if not await asyncio.to_thread(services.store.cancel, job.id):
         raise BadRequest(f"Job is already {job.status} and cannot be cancelled")
     if job.status == "queued":

@@ -67,7 +67,7 @@ def test_an_unknown_version_is_a_400_listing_the_installed_ones(restore_gateway)
             files={"file": ("a.png", astronaut_png(64), "image/png")},
             data={"version": "9.9"},
         )
-        assert answer.status_code == 400 and "['1.4']" in answer.json()["detail"]
+        assert answer.status_code == 400 and "installed: 1.4" in answer.json()["detail"]
 
 
 def test_upscale_with_face_enhance_restores_faces_and_upscales(restore_gateway) -> None:
@@ -237,3 +237,38 @@ def test_restore_keeps_transparency(restore_gateway, mode) -> None:
     restored_alpha = np.asarray(result.getchannel("A"))
     assert restored_alpha.shape == (256, 256)
     assert restored_alpha[:, :60].max() == 0 and restored_alpha[:, 70:].min() == 255
+
+
+def test_a_batch_whose_every_url_failed_reports_failed_with_each_reason(
+    restore_gateway,
+) -> None:
+    urls = ["http://127.0.0.1:9/a.png", "ftp://example.com/b.png"]
+    with restore_gateway.client() as client:
+        accepted = client.post("/batch", json={"image_urls": urls}).json()
+        deadline = time.monotonic() + 60
+        status = client.get(accepted["status_url"]).json()
+        while status["status"] not in ("completed", "failed") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = client.get(accepted["status_url"]).json()
+    assert status["status"] == "failed", status
+    assert status["failed"] == 2 and status["completed"] == 0
+    assert "none of the 2 images" in status["error"]
+    reasons = {r["url"]: r["error"] for r in status["results"]}
+    assert "not a public address" in reasons[urls[0]]
+    assert "only http and https" in reasons[urls[1]]
+
+
+def test_a_batch_can_be_cancelled_but_a_restoration_is_no_job(restore_gateway) -> None:
+    with restore_gateway.client() as client:
+        restored = client.post(
+            "/restore", files={"file": ("a.png", astronaut_png(64), "image/png")}
+        ).json()
+        assert client.get(f"/status/{restored['restoration_id']}").status_code == 404
+        assert client.delete(f"/job/{restored['restoration_id']}").status_code == 404
+        urls = [f"http://127.0.0.1:9/{index}.png" for index in range(20)]
+        batch = client.post("/batch", json={"image_urls": urls}).json()
+        answer = client.delete(f"/job/{batch['batch_id']}")
+        status = client.get(batch["status_url"]).json()
+    # Cancelled while queued or running; or already finished if the refusals were that quick.
+    assert answer.status_code in (200, 400), answer.text
+    assert status["status"] in ("cancelled", "failed"), status

@@ -532,7 +532,7 @@ def test_restore_retries_busy_slots_and_maps_refusals_to_typed_errors(
         (
             httpx.Response(
                 400,
-                json={"detail": "version '9.9' is not installed; installed: ['1.4']"},
+                json={"detail": "version '9.9' is not installed; installed: 1.4"},
             ),
             BadRequestError,
             "installed",
@@ -851,12 +851,12 @@ def test_cli_restore_reports_a_refusal_with_the_gateways_words_and_exit_2(
     source.write_bytes(png((8, 8)))
     gateway(
         lambda request: httpx.Response(
-            400, json={"detail": "version '9.9' is not installed; installed: ['1.4']"}
+            400, json={"detail": "version '9.9' is not installed; installed: 1.4"}
         )
     )
     argv = ["restore", str(source), "-o", str(tmp_path / "o.png"), "--version", "9.9"]
     assert main([*argv, "--url", BASE, "--no-progress"]) == 2
-    assert "installed: ['1.4']" in capsys.readouterr().err
+    assert "installed: 1.4" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
     gateway(lambda request: httpx.Response(503, json={"detail": "model not ready"}))
     assert main([*argv, "--url", BASE, "--no-progress"]) == 1
