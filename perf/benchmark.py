@@ -1,6 +1,7 @@
-"""Ratio benchmark: ONNX Runtime vs Triton vs the REST gateway vs per-request PyTorch.
+"""Facet's benchmarks, in one command.
 
-One run, one model, one input (real-photo tiles and a whole photo), one thread budget:
+The ratio sweep (default; --quick on tiny models for CI): one model, one input (real-photo
+tiles and a whole photo), one thread budget:
 
   (a) ort                 ONNX Runtime in-process on the exported model file: the floor
   (b) triton_batching     Triton over gRPC with the committed config (dynamic batching)
@@ -8,9 +9,29 @@ One run, one model, one input (real-photo tiles and a whole photo), one thread b
   (d) gateway             the REST API: upload a photo, poll its status, download the result
   (e) pytorch             the same architecture in PyTorch, called once per request
 
+The user-level benchmark (--full): what users do, against the seeds' way, on one machine:
+
+  upscale   astronaut/coffee/chelsea JPEGs (256², 512²) ×4 through the gateway (submit, poll,
+            download), Triton direct and PyTorch on the whole image (RealESRGANer, tile=0), at
+            concurrency 1, 4, 8 (realesr_general_x4v3); realesrgan_x4plus on one 256² photo, c=1
+  restore   a group photo with ≥ 5 faces (insightface's t1.jpg, else a built one) through
+            POST /restore, Triton direct and GFPGANer's way (same MTCNN, PyTorch once per face)
+  memory    the gateway's RSS before and after 1,000 small requests (health, status, refused
+            uploads, metrics), with a verdict against a stated noise threshold
+  floors    x4plus 148² tiles and GFPGAN 512² faces, batch 1 and 4: ONNX Runtime FP32 and
+            OpenVINO FP32 in-process, and the served model through Triton
+  Peak RSS of Triton (tritonserver + its stubs) and the gateway is sampled all along. A global
+  budget (--budget-min, default 25) skips the steps that no longer fit, and says so.
+
 Triton and the gateway are started here on free ports (serving.launcher; `python -m gateway`).
-The report (markdown + PNG plots) goes to perf/reports/<date>-<machine>.md, and the ratios
-against their targets are printed.
+Reports (markdown + PNG plots) go to perf/reports/<date>-<machine>[-realistic].md, with the
+raw numbers under perf/reports/raw/; the ratios against their targets are printed.
+
+Examples:
+  python -m perf.benchmark --quick                       # CI check, ~20 s
+  python -m perf.benchmark --full                        # every scenario, ≤ 25 min
+  python -m perf.benchmark --full --scenarios upscale,restore --budget-min 15
+  python -m perf.benchmark --full --tiny                 # smoke run on tiny models
 """
 
 from __future__ import annotations
@@ -33,7 +54,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from perf import samples
+from perf import realistic_options, samples
 from perf.cpu import CpuMeter, CpuUse
 from perf.loadgen import Request, RequestFactory, run_closed_loop
 from perf.machine import describe, machine_tag
@@ -52,6 +73,7 @@ from perf.results import (
     Results,
     Setup,
 )
+from perf.seeds import load_torch_model, read_manifest
 from perf.servers import (
     Gateway,
     build_repository,
@@ -174,7 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument
-    add("--quick", action="store_true", help="tiny synthetic models, 2 levels, a few requests")
+    add(
+        "--quick",
+        action="store_true",
+        help="ratio sweep on tiny synthetic models, 2 levels, a few requests (CI)",
+    )
     add(
         "--repository",
         type=Path,
@@ -183,8 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
         "has the model, else one is built under --work; --quick always builds a tiny one)",
     )
     add("--model", default=DEFAULT_MODEL, help="float model to measure (default: %(default)s)")
-    add("--concurrency", type=int_list, help="levels, e.g. 1,2,4,8 (quick: 1,2)")
-    add("--repeats", type=int, help="runs per level; medians are reported (default 3, quick 2)")
+    add("--concurrency", type=int_list, help="levels, e.g. 1,2,4,8 (quick: 1,2; --full: 1,4,8)")
+    add(
+        "--repeats",
+        type=int,
+        help="runs per level; medians are reported (default 3, quick 2, --full 1)",
+    )
     add("--tile", type=int, help="side of every tile sent to the model (default 48, quick 32)")
     add(
         "--tile-pad",
@@ -200,10 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--min-tile-requests", type=int, help="at least this many tile requests per level (4)")
     add("--image-requests-per-client", type=int, help="image requests per client thread (1)")
     add("--min-image-requests", type=int, help="at least this many images per level (2)")
-    add("--warmup", type=int, help="warm-up requests per path before measuring (2)")
+    add("--warmup", type=int, help="warm-up requests per path before measuring (2; --full 1)")
     add("--batch-sizes", type=int_list, help="ORT batch sizes to cost per tile (1,4; quick 1,2)")
     add("--codec-runs", type=int, help="decode/encode timings to take the median of (10)")
-    add("--poll-interval", type=float, dest="poll_interval_s", help="gateway status poll, s")
+    add(
+        "--poll-interval",
+        type=float,
+        dest="poll_interval_s",
+        help="gateway status poll, s (0.05; quick 0.02); --full: the first poll, then ×1.5 up "
+        "to 2 s as Facet's REST client polls (0.25)",
+    )
     add(
         "--retries",
         type=int,
@@ -237,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RAW_JSON",
         help="measure nothing: rewrite the report of a saved run (<out>/raw/<name>.json)",
     )
+    realistic_options.add_arguments(parser)
     return parser
 
 
@@ -282,12 +319,6 @@ def prepare_repository(options: Options) -> Path:
     say(f"exporting {options.model} into {root} (weights: auto)")
     root.mkdir(parents=True, exist_ok=True)
     return build_repository(root, [options.model], tiny=False, weights="auto")
-
-
-def read_manifest(repository: Path, model: str) -> dict[str, Any]:
-    path = repository / model / "manifest.json"
-    loaded: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-    return loaded
 
 
 def describe_batching(repository: Path, model: str) -> str:
@@ -366,22 +397,6 @@ def measure_codec(upload: bytes, image_side: int, runs: int) -> Codec:
         decode_ms=1000.0 * statistics.median(decode_times),
         encode_ms=1000.0 * statistics.median(encode_times),
     )
-
-
-def load_torch_model(repository: Path, model: str, tiny: bool, threads: tuple[int, int]) -> Any:
-    """The model's PyTorch module with the weights its manifest names (real or synthetic)."""
-    import torch
-
-    from export.pipeline import ExportOptions, load_model
-    from export.registry import MODELS
-
-    torch.set_num_threads(threads[0])
-    with contextlib.suppress(RuntimeError):  # only settable before any parallel work
-        torch.set_num_interop_threads(threads[1])
-    kind = read_manifest(repository, model).get("weights_kind", "synthetic")
-    options = ExportOptions(repository=repository, weights=kind, tiny=tiny, show_progress=False)
-    module, _ = load_model(MODELS[model], kind, options)
-    return module.eval()
 
 
 # --- request factories -----------------------------------------------------------------------
@@ -788,7 +803,8 @@ def print_summary(results: Results, markdown: Path, targets: Sequence[Target]) -
     out(f"report: {markdown}")
     for target in targets:
         value = "–" if target.value is None else f"{target.value:.2f}"
-        out(f"{target.name}: {value} (target ≥ {target.target:g}): {target.status}")
+        goal = f"target {target.comparator} {target.target:g}"
+        out(f"{target.name}: {value} ({goal}): {target.status}")
         for line in target.why:
             out(f"    {line}")
     out(f"took {results.duration_s:.0f} s")
@@ -803,11 +819,20 @@ def render_saved(raw: Path, out: Path | None) -> tuple[Results, Path, list[Targe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quick and args.full:
+        parser.error("--quick (the ratio sweep's CI check) and --full exclude each other")
+    if args.tiny and not args.full:
+        parser.error("--tiny belongs to --full (the ratio sweep has --quick)")
     if args.render is not None:
+        if json.loads(args.render.read_text()).get("kind") == "realistic":
+            return render_realistic(args.render, args.out)
         results, markdown, targets = render_saved(args.render, args.out)
         print_summary(results, markdown, targets)
         return 0
+    if args.full:
+        return run_full(args)
     options = options_from_args(args)
     results, markdown, targets = run_benchmark(options)
     print_summary(results, markdown, targets)
@@ -819,6 +844,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         count = len(results.all_numbers())
         out(f"quick check passed: {count} measurements, all numbers")
     return 0 if all(math.isfinite(p.throughput) for p in results.points) else 1
+
+
+def run_full(args: argparse.Namespace) -> int:
+    """The user-level benchmark; 0 when every step ran and every number came out finite."""
+    from perf.realistic import run_realistic
+
+    default_out = DEFAULT_WORK / "realistic-tiny-report" if args.tiny else DEFAULT_REPORTS
+    options = realistic_options.from_args(args, default_out)
+    results, markdown, targets = run_realistic(options)
+    print_realistic(results, markdown, targets)
+    return 0 if not results.failed and not results.missing_numbers() else 1
+
+
+def render_realistic(raw: Path, out: Path | None) -> int:
+    from perf.realistic import render_saved as render_saved_realistic
+
+    results, markdown, targets = render_saved_realistic(raw, out)
+    print_realistic(results, markdown, targets)
+    return 0
+
+
+def print_realistic(results: Any, markdown: Path, targets: Sequence[Target]) -> None:
+    out(f"report: {markdown}")
+    for target in targets:
+        value = "–" if target.value is None else f"{target.value:.2f}"
+        goal = f"target {target.comparator} {target.target:g}"
+        out(f"{target.name}: {value} ({goal}): {target.status}")
+    for peak in results.memory:
+        out(f"peak RSS {peak.process}: {peak.peak_rss_mb:,.0f} MiB (PSS {peak.peak_pss_mb:,.0f})")
+    if results.leak is not None:
+        out(f"gateway after {results.leak.requests} small requests: {results.leak.verdict}")
+    for skipped in results.skipped:
+        out(f"skipped: {skipped['step']} ({skipped['reason']})")
+    for failed in results.failed:
+        out(f"FAILED: {failed['step']}: {failed['reason']}")
+    missing = results.missing_numbers()
+    if missing:
+        out(f"not a number: {', '.join(missing)}")
+    out(f"took {results.duration_s:.0f} s")
 
 
 if __name__ == "__main__":

@@ -42,10 +42,17 @@ class Target:
     detail: str  # how the value was formed
     why: list[str] = field(default_factory=list)  # where the time goes, filled when missed
     fastest: float | None = None  # the same ratio from each point's fastest repeat
+    at_most: bool = False  # a ceiling (an overhead) rather than a floor
+
+    @property
+    def comparator(self) -> str:
+        return "≤" if self.at_most else "≥"
 
     @property
     def met(self) -> bool:
-        return self.value is not None and self.value >= self.target
+        if self.value is None:
+            return False
+        return self.value <= self.target if self.at_most else self.value >= self.target
 
     @property
     def status(self) -> str:
@@ -53,6 +60,8 @@ class Target:
             return "not measured"
         if self.met:
             return "met"
+        if self.at_most:
+            return f"missed: {self.value:.0%} > {self.target:.0%}"
         return f"missed by {shortfall(self.value, self.target):.0%}"
 
 
@@ -348,7 +357,14 @@ def render_markdown(results: Results, targets: Sequence[Target], plots: Sequence
     lines += table(
         ["ratio", "value (medians)", "target", "status", "from fastest repeats", "how"],
         [
-            [t.name, fmt(t.value), f"≥ {fmt(t.target)}", t.status, fmt(t.fastest), t.detail]
+            [
+                t.name,
+                fmt(t.value),
+                f"{t.comparator} {fmt(t.target)}",
+                t.status,
+                fmt(t.fastest),
+                t.detail,
+            ]
             for t in targets
         ],
     )
@@ -363,20 +379,7 @@ def render_markdown(results: Results, targets: Sequence[Target], plots: Sequence
             lines += ["", f"**{target.name}: {target.status}; where the time goes**", ""]
             lines += [line if line.startswith("- ") else f"- {line}" for line in target.why]
     lines += ["", "## Machine", ""]
-    packages = ", ".join(f"{k} {v}" for k, v in machine.get("packages", {}).items())
-    lines += table(
-        ["", ""],
-        [
-            ["host", str(machine.get("hostname"))],
-            ["CPU", f"{machine.get('cpu_model')}, {machine.get('cores')} cores"],
-            ["RAM", f"{machine.get('ram_gib')} GiB"],
-            ["GPU", str(machine.get("gpu"))],
-            ["OS", str(machine.get("os"))],
-            ["Python", str(machine.get("python"))],
-            ["load average at start", str(machine.get("load_average"))],
-            ["packages", packages],
-        ],
-    )
+    lines += render_machine(machine)
     lines += ["", "## Setup", ""]
     lines += render_setup(results)
     lines += ["", "## Throughput and latency", ""]
@@ -403,6 +406,24 @@ def render_markdown(results: Results, targets: Sequence[Target], plots: Sequence
         "",
     ]
     return "\n".join(lines)
+
+
+def render_machine(machine: dict[str, Any]) -> list[str]:
+    """The machine table (perf.machine's description of the host)."""
+    packages = ", ".join(f"{k} {v}" for k, v in machine.get("packages", {}).items())
+    return table(
+        ["", ""],
+        [
+            ["host", str(machine.get("hostname"))],
+            ["CPU", f"{machine.get('cpu_model')}, {machine.get('cores')} cores"],
+            ["RAM", f"{machine.get('ram_gib')} GiB"],
+            ["GPU", str(machine.get("gpu"))],
+            ["OS", str(machine.get("os"))],
+            ["Python", str(machine.get("python"))],
+            ["load average at start", str(machine.get("load_average"))],
+            ["packages", packages],
+        ],
+    )
 
 
 def render_setup(results: Results) -> list[str]:
@@ -535,7 +556,7 @@ def render_codec_and_batches(results: Results) -> list[str]:
 # --- plots -----------------------------------------------------------------------------------
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -566,7 +587,7 @@ def _finish_axis(axis: Any, levels: Sequence[int]) -> None:
 
 def plot_throughput(results: Results, destination: Path) -> Path:
     """Tiles/s of the tile paths (and the gateway's tile equivalent), images/s of the rest."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, (tiles_axis, images_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
     _plot_paths(tiles_axis, results, TILE_PATHS)
     gateway = results.path_points(GATEWAY)
@@ -591,7 +612,7 @@ def plot_throughput(results: Results, destination: Path) -> Path:
 
 def plot_latency(results: Results, destination: Path) -> Path:
     """p50/p95/p99 latency against concurrency, one panel per path."""
-    plt = _pyplot()
+    plt = pyplot()
     present = [path for path in PATHS if results.path_points(path)]
     columns = min(3, max(1, len(present)))
     rows = max(1, math.ceil(len(present) / columns))

@@ -69,3 +69,46 @@ def test_quick_benchmark_measures_every_path_and_writes_its_report(tmp_path: Pat
         for key in ("queue_ms", "compute_input_ms", "compute_infer_ms", "compute_output_ms"):
             assert math.isfinite(stage[key]) and stage[key] >= 0, stage
     assert results["codec"]["decode_ms"] > 0 and results["codec"]["encode_ms"] > 0
+
+
+def test_full_tiny_run_measures_every_scenario_and_writes_its_report(tmp_path: Path) -> None:
+    """`--full --tiny`, pared down to one level and one floor batch (~30 s): every scenario of
+    the user-level benchmark end to end (the gateway, Triton direct, the seeds' way, the
+    floors, the memory check) on tiny synthetic models and the real MTCNN."""
+    out, work = tmp_path / "report", tmp_path / "work"
+    command = [sys.executable, "-m", "perf.benchmark", "--full", "--tiny"]
+    command += ["--out", str(out), "--work", str(work), "--concurrency", "1"]
+    command += ["--direct-levels", "1", "--floor-batches", "1", "--latency-model", "none"]
+    command += ["--leak-requests", "40", "--leak-warmup", "8"]
+    started = time.monotonic()
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=HANG_TIMEOUT_S, check=False
+    )
+    print(f"tiny user-level benchmark took {time.monotonic() - started:.0f} s")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    (markdown,) = out.glob("*-realistic-tiny.md")
+    text = markdown.read_text()
+    for heading in ("## Targets", "## Machine", "## Floors", "## Memory", "## Plots"):
+        assert heading in text
+    for suffix in ("upscale-throughput", "upscale-latency", "floors", "memory"):
+        assert (out / f"{markdown.stem}-{suffix}.png").stat().st_size > 1000
+
+    results = json.loads((out / "raw" / f"{markdown.stem}.json").read_text())
+    assert results["kind"] == "realistic"
+    assert results["skipped"] == [] and results["failed"] == []
+    runs = {(r["scenario"], r["point"]["path"], r["point"]["concurrency"]) for r in results["runs"]}
+    assert runs == {
+        (scenario, path, 1)
+        for scenario in ("upscale", "restore")
+        for path in ("gateway", "triton_direct", "seeds")
+    }
+    for run in results["runs"]:
+        assert run["point"]["throughputs"][0] > 0, run
+    restored = [r for r in results["runs"] if r["scenario"] == "restore"]
+    assert all(r["notes"]["faces"] >= 5 for r in restored)
+    floors = {(f["model"], f["runtime"]) for f in results["floors"]}
+    assert len(floors) == 6 and all(f["runs_ms"][0] > 0 for f in results["floors"])
+    peaks = {peak["process"]: peak["peak_rss_mb"] for peak in results["memory"]}
+    assert peaks["triton"] > peaks["gateway"] > 0
+    assert results["leak"]["requests"] == 40 and results["leak"]["failures"] == 0
