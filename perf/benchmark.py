@@ -695,7 +695,6 @@ def run_benchmark(options: Options) -> tuple[Results, Path, list[Target]]:
         "FACET_TILE_SIZE": str(options.core),
         "FACET_TILE_PAD": str(options.tile_pad),
         "FACET_PRE_PAD": "10",
-        "FACET_TILE_BATCH": "4",
         "FACET_JOB_WORKERS": "1",
         **options.gateway_env,
     }

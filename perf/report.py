@@ -250,7 +250,7 @@ def explain_gateway_vs_triton(results: Results) -> list[str]:
         lines.append(
             f"Triton direct computes a tile in {fmt_ms(direct.compute_per_inference_ms)} ms "
             f"(average batch {fmt(direct.average_batch)}); through the gateway, which sends "
-            f"{setup.gateway_settings.get('FACET_TILE_BATCH', '?')} tiles per request, a tile "
+            "as many tiles per request as the ensemble's max_batch_size allows, a tile "
             f"costs {fmt_ms(model_stage.compute_per_inference_ms)} ms."
         )
     return lines

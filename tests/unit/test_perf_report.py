@@ -140,7 +140,7 @@ def fake_results() -> Results:
         intra_op_threads=2,
         inter_op_threads=1,
         triton_batching="max_batch_size 8, preferred [4, 8], max_queue_delay 5000 µs",
-        gateway_settings={"FACET_TILE_BATCH": "4", "FACET_TILE_SIZE": "36"},
+        gateway_settings={"FACET_TILE_SIZE": "36"},
         quick=False,
         repository="model_repository",
     )
