@@ -121,17 +121,32 @@ def test_a_process_tree_is_found_by_its_arguments_and_summed() -> None:
 
 
 def test_the_sampler_keeps_peaks_per_process_and_per_step() -> None:
-    sampler = MemorySampler({"me": os.getpid, "gone": lambda: None}, solo={"me"})
-    sampler.sample()
-    sampler.step = "allocating"
-    block = np.ones(40 << 20, dtype=np.uint8)  # 40 MiB touched
-    sampler.sample()
-    del block
+    # A fresh child that allocates on cue: this test process's own RSS after hundreds of tests
+    # may not grow at all (freed arenas are reused), so it cannot be the subject.
+    grow = (
+        "import sys, time; sys.stdin.readline(); block = bytearray(80 << 20); "
+        "block[::4096] = b'x' * len(block[::4096]); print('grown', flush=True); time.sleep(60)"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", grow], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        sampler = MemorySampler({"me": lambda: child.pid, "gone": lambda: None}, solo={"me"})
+        sampler.sample()
+        sampler.step = "allocating"
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "grown"
+        sampler.sample()
+    finally:
+        child.kill()
+        child.wait()
     assert set(sampler.peaks) == {"me"}
     peak = sampler.peaks["me"]
     assert peak.step == "allocating" and peak.processes == 1
     by_step = sampler.step_peaks["me"]
-    assert by_step["allocating"] >= by_step["start-up"] + 30
+    assert by_step["allocating"] >= by_step["start-up"] + 60
     assert len(sampler.timeline) == 2 and sampler.timeline[1][1] == "me"
     with sampler.running():
         pass  # starts and stops its thread cleanly
