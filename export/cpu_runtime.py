@@ -109,6 +109,14 @@ def serving_input(spec: ModelSpec) -> Array:
     return np.ascontiguousarray(tensor * np.float32(high - low) + np.float32(low))
 
 
+def serving_feeds(spec: ModelSpec) -> dict[str, Array]:
+    """Every input at the shape the server receives (batch 1): the spec's own validation
+    inputs where it has them (several inputs, or vectors), else the photo."""
+    if spec.feeds is not None:
+        return spec.feeds(1, False)
+    return {spec.inputs[0].name: serving_input(spec)}
+
+
 def to_image(tensor: Array, value_range: tuple[float, float]) -> Array:
     low, high = value_range
     unit = np.clip((tensor.astype(np.float64) - low) / (high - low), 0.0, 1.0)
@@ -117,11 +125,15 @@ def to_image(tensor: Array, value_range: tuple[float, float]) -> Array:
 
 
 def check_openvino_f32(
-    spec: ModelSpec, path: Path, batch: Array, expected: dict[str, Array], label: str
+    spec: ModelSpec,
+    path: Path,
+    feeds: dict[str, Array],
+    expected: dict[str, Array],
+    label: str,
 ) -> list[CheckResult]:
     """OpenVINO FP32 against PyTorch on the validation batch, within the FP32 tolerance."""
     run = runner(path, OV_F32, spec.batching.intra_op_threads)
-    outputs = run({spec.inputs[0].name: batch})
+    outputs = run(feeds)
     actual = dict(zip([t.name for t in spec.outputs], outputs, strict=False))
     return compare_outputs(spec.name, "openvino_f32_vs_pytorch", label, expected, actual, spec.atol)
 
@@ -129,7 +141,7 @@ def check_openvino_f32(
 def check_openvino_bf16(spec: ModelSpec, path: Path) -> CheckResult:
     """BF16 against FP32, both OpenVINO, as 8-bit images of a real photo."""
     assert spec.output_range is not None
-    feeds = {spec.inputs[0].name: serving_input(spec)}
+    feeds = serving_feeds(spec)
     threads = spec.batching.intra_op_threads
     reference = runner(path, OV_F32, threads)(feeds)[0]
     bf16 = runner(path, OV_BF16, threads)(feeds)[0]
@@ -141,14 +153,14 @@ def check_openvino_bf16(spec: ModelSpec, path: Path) -> CheckResult:
         value,
         MIN_BF16_PSNR_DB,
         value >= MIN_BF16_PSNR_DB,
-        f"astronaut photo at the serving shape {list(feeds[spec.inputs[0].name].shape)}",
+        f"serving inputs {[list(v.shape) for v in feeds.values()]}",
     )
 
 
 def time_candidates(path: Path, candidates: list[Candidate], spec: ModelSpec) -> dict[str, float]:
     """Median milliseconds of one call at the serving shape for each candidate. Runs alternate
     between candidates, so a change in the machine's load hits them all alike."""
-    feeds = {spec.inputs[0].name: serving_input(spec)}
+    feeds = serving_feeds(spec)
     runs = {c.label: runner(path, c, spec.batching.intra_op_threads) for c in candidates}
     for run in runs.values():
         run(feeds)  # warm-up: first calls allocate and tune
@@ -162,13 +174,17 @@ def time_candidates(path: Path, candidates: list[Candidate], spec: ModelSpec) ->
 
 
 def choose_runtime(
-    spec: ModelSpec, path: Path, batch: Array, expected: dict[str, Array], label: str
+    spec: ModelSpec,
+    path: Path,
+    feeds: dict[str, Array],
+    expected: dict[str, Array],
+    label: str,
 ) -> CpuChoice:
     """Check and time every candidate; return the fastest that passed."""
     eligible = [ORT_F32]
     notes: list[str] = []
     try:
-        checks = check_openvino_f32(spec, path, batch, expected, label)
+        checks = check_openvino_f32(spec, path, feeds, expected, label)
     except Exception as error:  # OpenVINO cannot run this graph: ONNX Runtime serves it
         checks = []
         notes.append(f"openvino refused: it failed to run the model ({error})".splitlines()[0])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from export.models.arcface import ARCFACE_W600K_R50
+from export.models.dlib_face import DLIB_RESNET_V1
 from export.models.gfpgan import GFPGAN_V1_4
+from export.models.inswapper import INSWAPPER_128
 from export.models.realesrgan import REALESR_GENERAL_X4V3, REALESRGAN_X4PLUS
 from export.spec import ModelSpec, TensorSpec
 from export.triton_config import EnsembleSpec, EnsembleStep
@@ -45,11 +48,59 @@ def restore_ensemble(model: ModelSpec) -> EnsembleSpec:
     )
 
 
+def embed_ensemble(model: ModelSpec, preprocess: str = "face_to_float") -> EnsembleSpec:
+    """face (uint8 NHWC) → `preprocess` (the model's own input scaling) → model → embedding."""
+    size = model.inputs[0].dims[1:]
+    return EnsembleSpec(
+        name=f"embed_{model.name}",
+        description=f"uint8 RGB aligned face chips in, face descriptors out, through {model.name}",
+        max_batch_size=model.batching.max_batch_size,
+        inputs=(TensorSpec("face", "TYPE_UINT8", (*size, 3)),),
+        outputs=(TensorSpec("embedding", "TYPE_FP32", model.outputs[0].dims),),
+        steps=(
+            EnsembleStep(preprocess, (("image", "face"),), (("tensor", "face_tensor"),)),
+            EnsembleStep(
+                model.name,
+                ((model.inputs[0].name, "face_tensor"),),
+                ((model.outputs[0].name, "embedding"),),
+            ),
+        ),
+    )
+
+
+def swap_ensemble(model: ModelSpec) -> EnsembleSpec:
+    """target (uint8 NHWC) + source latent (float) → image_to_tensor → model → tensor_to_image
+    → swapped_face (uint8): how gRPC clients reach the swap straight from Triton."""
+    target, source = model.inputs
+    size = target.dims[1:]
+    return EnsembleSpec(
+        name=f"swap_{model.name}",
+        description=f"uint8 RGB aligned target faces and source latents (swap_latent) in, "
+        f"swapped uint8 faces out, through {model.name}",
+        max_batch_size=model.batching.max_batch_size,
+        inputs=(TensorSpec("target", "TYPE_UINT8", (*size, 3)), source),
+        outputs=(TensorSpec("swapped_face", "TYPE_UINT8", (*size, 3)),),
+        steps=(
+            EnsembleStep("image_to_tensor", (("image", "target"),), (("tensor", "target_tensor"),)),
+            EnsembleStep(
+                model.name,
+                (("target", "target_tensor"), ("source", "source")),
+                (("swapped", "swapped"),),
+            ),
+            EnsembleStep("tensor_to_image", (("tensor", "swapped"),), (("image", "swapped_face"),)),
+        ),
+    )
+
+
 ENSEMBLES: dict[str, EnsembleSpec] = {
     e.name: e
     for e in (
         upscale_ensemble(REALESRGAN_X4PLUS),
         upscale_ensemble(REALESR_GENERAL_X4V3),
         restore_ensemble(GFPGAN_V1_4),
+        embed_ensemble(DLIB_RESNET_V1),
+        # face_to_tensor's (x/255 − 0.5)/0.5 is ArcFace's (x − 127.5)/127.5.
+        embed_ensemble(ARCFACE_W600K_R50, preprocess="face_to_tensor"),
+        swap_ensemble(INSWAPPER_128),
     )
 }

@@ -3,7 +3,8 @@
 Images cross the wire as uint8 (4× smaller than float32); these graphs do the cast inside
 Triton, so an ensemble can expose uint8-in, uint8-out upscaling around any float model.
 `image_to_tensor` / `tensor_to_image` map to [0, 1] (the SR models), `face_to_tensor` /
-`tensor_to_face` to [-1, 1] (GFPGAN).
+`tensor_to_face` to [-1, 1] (GFPGAN), `face_to_float` keeps 0..255 (the dlib face embedder,
+which normalises inside its own graph).
 """
 
 from __future__ import annotations
@@ -114,8 +115,23 @@ def build_tensor_to_face() -> onnx.ModelProto:
     return _model(nodes, inputs, outputs, initializers, "tensor_to_face")
 
 
+def build_face_to_float() -> onnx.ModelProto:
+    """uint8 N×H×W×3 RGB face → float32 N×3×H×W with the pixel values unchanged (0..255)."""
+    nodes = [
+        helper.make_node("Cast", ["image"], ["image_f"], to=TensorProto.FLOAT),
+        helper.make_node("Transpose", ["image_f"], ["tensor"], perm=[0, 3, 1, 2]),
+    ]
+    inputs = [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", "H", "W", 3])]
+    outputs = [helper.make_tensor_value_info("tensor", TensorProto.FLOAT, ["N", 3, "H", "W"])]
+    return _model(nodes, inputs, outputs, [], "face_to_float")
+
+
 def image_to_tensor_reference(image: Array) -> Array:
     return np.ascontiguousarray(image.astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255))
+
+
+def face_to_float_reference(image: Array) -> Array:
+    return np.ascontiguousarray(image.astype(np.float32).transpose(0, 3, 1, 2))
 
 
 def tensor_to_image_reference(tensor: Array) -> Array:
@@ -193,6 +209,16 @@ GRAPHS: dict[str, GraphSpec] = {
             description="uint8 NHWC RGB face → float32 NCHW tensor in [-1, 1] (GFPGAN input)",
             build=build_face_to_tensor,
             reference=face_to_tensor_reference,
+            sample=_sample_images,
+            inputs=(TensorSpec("image", "TYPE_UINT8", (-1, -1, 3)),),
+            outputs=(TensorSpec("tensor", "TYPE_FP32", (3, -1, -1)),),
+            batching=_PREPOST_BATCHING,
+        ),
+        GraphSpec(
+            name="face_to_float",
+            description="uint8 NHWC RGB face → float32 NCHW tensor, values 0..255 (dlib input)",
+            build=build_face_to_float,
+            reference=face_to_float_reference,
             sample=_sample_images,
             inputs=(TensorSpec("image", "TYPE_UINT8", (-1, -1, 3)),),
             outputs=(TensorSpec("tensor", "TYPE_FP32", (3, -1, -1)),),

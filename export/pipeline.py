@@ -27,6 +27,7 @@ from export.cpu_runtime import CpuChoice, choose_runtime, unmeasured
 from export.errors import ExportError
 from export.graphs import GraphSpec
 from export.manifest import Manifest, read_manifest, tool_versions, write_manifest
+from export.onnx_batch import make_batchable
 from export.packaged import (
     PackagedOnnxSpec,
     locate_packaged_file,
@@ -39,6 +40,7 @@ from export.validate import (
     CheckResult,
     check_against_reference,
     check_names,
+    check_vector_against_reference,
     compare_outputs,
     open_session,
     raise_on_failure,
@@ -143,16 +145,28 @@ def model_input(spec: ModelSpec, image: Array) -> Array:
     return np.ascontiguousarray(tensor * np.float32(high - low) + np.float32(low))
 
 
-def export_onnx(spec: ModelSpec, model: nn.Module, sample: Array, path: Path) -> None:
+def sample_feeds(spec: ModelSpec, tiny: bool, batch: int) -> dict[str, Array]:
+    """The validation inputs by name (batch 1 or 2): the spec's own feeds, else the sample
+    photo and, second, its upside-down copy."""
+    if spec.feeds is not None:
+        return spec.feeds(batch, tiny)
+    image = spec.sample_for(tiny)
+    photos = [model_input(spec, image), model_input(spec, image[::-1].copy())][:batch]
+    return {spec.inputs[0].name: np.concatenate(photos)}
+
+
+def export_onnx(spec: ModelSpec, model: nn.Module, sample: dict[str, Array], path: Path) -> None:
     """Stage 3. The TorchScript exporter is used on purpose: `dynamic_axes` + opset 17 give a
     graph that ORT and TensorRT both take, and it is deterministic for these convnets."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=UserWarning)
+        # instance_norm's own "more than 1 spatial element" check, frozen at the fixed size.
+        warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean")
         torch.onnx.export(
             model,
-            (torch.from_numpy(sample),),
+            tuple(torch.from_numpy(sample[t.name]) for t in spec.inputs),
             str(path),
             input_names=[t.name for t in spec.inputs],
             output_names=[t.name for t in spec.outputs],
@@ -166,7 +180,7 @@ def export_onnx(spec: ModelSpec, model: nn.Module, sample: Array, path: Path) ->
 @dataclass(frozen=True)
 class Validation:
     checks: list[CheckResult]
-    batch: Array  # what was fed
+    feeds: dict[str, Array]  # what was fed
     expected: dict[str, Array]  # PyTorch's answer to it
     label: str
 
@@ -178,34 +192,53 @@ def validate_model(
     dynamic batch axis Triton relies on is exercised), then the independent reference."""
     session = open_session(path)
     check_names(session, spec.inputs, spec.outputs, spec.name)
-    image = spec.sample_for(tiny)
-    batch = np.concatenate([model_input(spec, image), model_input(spec, image[::-1].copy())])
+    feeds = sample_feeds(spec, tiny, 2)
     with torch.no_grad():
-        produced = model(torch.from_numpy(batch))
+        produced = model(*(torch.from_numpy(feeds[t.name]) for t in spec.inputs))
     # A model with several outputs (e.g. a detector's per-stride maps) is checked on each.
     tensors = produced if isinstance(produced, tuple) else (produced,)
     names = [t.name for t in spec.outputs][: len(tensors)]
     expected = {n: t.numpy() for n, t in zip(names, tensors, strict=True)}
-    actual = dict(zip(names, session.run(names, {spec.inputs[0].name: batch}), strict=True))
-    label = f"astronaut photo crop {image.shape[1]}x{image.shape[0]}, batch 2"
+    actual = dict(zip(names, session.run(names, feeds), strict=True))
+    label = _feeds_label(spec, tiny)
     results = compare_outputs(
         spec.name, "onnxruntime_vs_pytorch", label, expected, actual, spec.atol
     )
+    if spec.numpy_reference is not None:
+        independent = spec.numpy_reference(model, feeds)
+        results += compare_outputs(
+            spec.name, "onnxruntime_vs_numpy", label, independent, actual, spec.atol
+        )
     reference = spec.reference
     if reference is not None and kind in reference.applies_to and not tiny:
         photo = reference.image()
-        result = check_against_reference(
-            spec.name,
-            session,
-            reference.run,
-            photo,
-            reference.min_psnr_db,
-            f"onnxruntime_vs_{reference.name}",
-            f"astronaut photo {photo.shape[1]}x{photo.shape[0]}",
-        )
-        results.append(result)
+        check = f"onnxruntime_vs_{reference.name}"
+        photo_label = f"astronaut photo {photo.shape[1]}x{photo.shape[0]}"
+        if reference.vector is not None:
+            feed = model_input(spec, photo)
+            results += check_vector_against_reference(
+                spec.name, session, reference.run, photo, feed, reference.vector, check, photo_label
+            )
+        elif reference.min_psnr_db is not None:
+            result = check_against_reference(
+                spec.name,
+                session,
+                reference.run,
+                photo,
+                reference.min_psnr_db,
+                check,
+                photo_label,
+            )
+            results.append(result)
     raise_on_failure(spec.name, results)  # once, naming every check that failed
-    return Validation(results, batch, expected, label)
+    return Validation(results, feeds, expected, label)
+
+
+def _feeds_label(spec: ModelSpec, tiny: bool) -> str:
+    if spec.feeds is not None:
+        return f"the spec's validation inputs ({', '.join(t.name for t in spec.inputs)}), batch 2"
+    image = spec.sample_for(tiny)
+    return f"astronaut photo crop {image.shape[1]}x{image.shape[0]}, batch 2"
 
 
 def choose_cpu_runtime(
@@ -215,7 +248,7 @@ def choose_cpu_runtime(
     measured, so tests always serve them the same way."""
     if tiny:
         return unmeasured("tiny variant: not measured")
-    return choose_runtime(spec, path, validation.batch, validation.expected, validation.label)
+    return choose_runtime(spec, path, validation.feeds, validation.expected, validation.label)
 
 
 def install(model_dir: Path, built: Path, manifest: Manifest) -> Path:
@@ -236,7 +269,15 @@ def export_model(spec: ModelSpec, options: ExportOptions) -> ExportOutcome:
     """Run the whole chain for one torch model, or nothing if its install is up to date."""
     variant = "tiny" if options.tiny else "full"
     kind = choose_source(spec, options.weights, options.weights_dir)
-    if kind == "official" and spec.official and spec.official.filename.endswith(".onnx"):
+    official = spec.official
+    # An official ONNX file is installed as the model itself, unless the spec reads weights
+    # out of it (`convert`) for its own architecture.
+    if (
+        kind == "official"
+        and official is not None
+        and official.convert is None
+        and official.filename.endswith(".onnx")
+    ):
         return export_official_onnx(spec, options)
     files = source_files(spec, kind, options.weights_dir)
     expected = fingerprint(spec.name, variant, kind, files)
@@ -255,7 +296,7 @@ def export_model(spec: ModelSpec, options: ExportOptions) -> ExportOutcome:
         bar.update()
         with patch_model(model, spec.patch) as patched:
             bar.update()
-            export_onnx(spec, patched, model_input(spec, spec.sample_for(options.tiny)), built)
+            export_onnx(spec, patched, sample_feeds(spec, options.tiny, 1), built)
             bar.update()
             validation = validate_model(spec, patched, built, kind, options.tiny)
             bar.update()
@@ -289,8 +330,10 @@ def export_model(spec: ModelSpec, options: ExportOptions) -> ExportOutcome:
 
 def export_official_onnx(spec: ModelSpec, options: ExportOptions) -> ExportOutcome:
     """An official checkpoint that is itself an ONNX file (e.g. insightface's det_10g.onnx):
-    its sha256 checked, outputs renamed by position to the spec's names where they differ
-    (nothing else changes), then run on the sample photo: names, finite values."""
+    its sha256 checked, inputs and outputs renamed by position to the spec's names where they
+    differ, the batch axis made dynamic where the spec batches and the graph hard-codes 1
+    (export/onnx_batch.py, checked on ONNX Runtime), nothing else changed; then run on the
+    sample: names, finite values."""
     official = spec.official
     assert official is not None
     weights = load_official_onnx(spec, options.weights_dir)
@@ -302,20 +345,16 @@ def export_official_onnx(spec: ModelSpec, options: ExportOptions) -> ExportOutco
     with tempfile.TemporaryDirectory(prefix=f"facet-{spec.name}-") as tmp:
         built = Path(tmp) / MODEL_FILE
         graph = onnx.load(str(options.weights_dir / official.filename))
-        wanted = [t.name for t in spec.outputs]
-        renamed = rename_outputs(graph, wanted)
+        renamed = rename_inputs(graph, [t.name for t in spec.inputs])
+        renamed |= rename_outputs(graph, [t.name for t in spec.outputs])
+        detail = f"{official.filename}" + (f"; renamed by position {renamed}" if renamed else "")
+        checks: list[CheckResult] = []
+        if spec.batching.max_batch_size > 0:
+            batched = make_batchable(spec.name, graph, sample_feeds(spec, False, 2), spec.atol)
+            graph, checks = batched.model, list(batched.checks)
+            detail += f"; batch: {batched.method}" + "".join(f"; {c}" for c in batched.changes)
         onnx.save(graph, str(built))
-        session = open_session(built)
-        check_names(session, spec.inputs, spec.outputs, spec.name)
-        values = session.run(wanted, {spec.inputs[0].name: model_input(spec, spec.sample())})
-        finite = {n: v for n, v in zip(wanted, values, strict=True)}
-        checks = compare_outputs(
-            spec.name, "onnxruntime_finite", "sample photo", finite, finite, 0.0
-        )
-        bad = [n for n, v in finite.items() if not np.isfinite(v).all()]
-        if bad:
-            raise ExportError(f"{spec.name}: official model gives non-finite {bad}")
-        raise_on_failure(spec.name, checks)
+        checks += run_official(spec, built)
         opset = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
         manifest = Manifest(
             model=spec.name,
@@ -323,8 +362,7 @@ def export_official_onnx(spec: ModelSpec, options: ExportOptions) -> ExportOutco
             variant="full",
             weights_kind="official",
             weights_licence=official.licence,
-            weights_detail=f"{official.filename} installed as is"
-            + (f"; outputs renamed by position {renamed}" if renamed else ""),
+            weights_detail=detail,
             weights_files=list(files),
             onnx_file=f"{VERSION}/{MODEL_FILE}",
             onnx_sha256=sha256_of(built),
@@ -337,6 +375,37 @@ def export_official_onnx(spec: ModelSpec, options: ExportOptions) -> ExportOutco
         )
         path = install(model_dir, built, manifest)
     return ExportOutcome(spec.name, False, "official", path, tuple(checks))
+
+
+def run_official(spec: ModelSpec, path: Path) -> list[CheckResult]:
+    """The graph to install, on the sample at batch 1: the spec's names, finite values."""
+    session = open_session(path)
+    check_names(session, spec.inputs, spec.outputs, spec.name)
+    wanted = [t.name for t in spec.outputs]
+    values = session.run(wanted, sample_feeds(spec, False, 1))
+    finite = {n: v for n, v in zip(wanted, values, strict=True)}
+    bad = [n for n, v in finite.items() if not np.isfinite(v).all()]
+    if bad:
+        raise ExportError(f"{spec.name}: official model gives non-finite {bad}")
+    checks = compare_outputs(spec.name, "onnxruntime_finite", "sample", finite, finite, 0.0)
+    raise_on_failure(spec.name, checks)
+    return checks
+
+
+def rename_inputs(model: onnx.ModelProto, names: list[str]) -> dict[str, str]:
+    """Rename the graph inputs (not initializers), by position, to `names`; returns old → new
+    for those that changed. Every node input that referred to an old name follows."""
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != len(names):
+        found = [i.name for i in inputs]
+        raise ExportError(f"graph has inputs {found}, expected {len(names)}: {names}")
+    mapping = {i.name: new for i, new in zip(inputs, names, strict=True) if i.name != new}
+    for value in inputs:
+        value.name = mapping.get(value.name, value.name)
+    for node in model.graph.node:
+        node.input[:] = [mapping.get(n, n) for n in node.input]
+    return mapping
 
 
 def rename_outputs(model: onnx.ModelProto, names: list[str]) -> dict[str, str]:

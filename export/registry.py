@@ -6,7 +6,10 @@ from collections.abc import Iterable
 
 from export.ensembles import ENSEMBLES
 from export.graphs import GRAPHS, GraphSpec
+from export.models.arcface import ARCFACE_W600K_R50
+from export.models.dlib_face import DLIB_RESNET_V1
 from export.models.gfpgan import GFPGAN_V1_4
+from export.models.inswapper import INSWAPPER_128, SWAP_LATENT
 from export.models.mtcnn import FACE_DETECT_MTCNN, MTCNN_NETS
 from export.models.realesrgan import REALESR_GENERAL_X4V3, REALESRGAN_X4PLUS
 from export.models.scrfd import FACE_DETECT_SCRFD, SCRFD_10G
@@ -15,7 +18,17 @@ from export.spec import ModelSpec
 from export.triton_config import PythonModelSpec
 
 MODELS: dict[str, ModelSpec] = {
-    s.name: s for s in (REALESRGAN_X4PLUS, REALESR_GENERAL_X4V3, GFPGAN_V1_4, SCRFD_10G)
+    s.name: s
+    for s in (
+        REALESRGAN_X4PLUS,
+        REALESR_GENERAL_X4V3,
+        GFPGAN_V1_4,
+        SCRFD_10G,
+        DLIB_RESNET_V1,
+        ARCFACE_W600K_R50,
+        SWAP_LATENT,
+        INSWAPPER_128,
+    )
 }
 
 # ONNX files that registry packages ship, installed unchanged.

@@ -38,6 +38,9 @@ class OfficialWeights:
     # Real-ESRGAN stores the EMA generator under `params_ema` when it has one; a loader that
     # picked the wrong key with strict=False would silently load nothing, so we list them.
     state_keys: tuple[str, ...] = ("params_ema", "params")
+    # Reads the state dict out of a file that is not a torch checkpoint (e.g. one initializer
+    # of an ONNX graph); None: torch.load, or an ONNX file installed as the model itself.
+    convert: Callable[[Path], StateDict] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,16 +76,35 @@ class TensorRTProfile:
 
 
 @dataclass(frozen=True)
+class VectorTolerance:
+    """How close a vector output (e.g. a face descriptor) must be to its reference: no element
+    further than `max_abs_error`, and the two pointing the same way (cosine ≥ `min_cosine`)."""
+
+    max_abs_error: float
+    min_cosine: float
+
+
+@dataclass(frozen=True)
 class ReferenceCheck:
     """A check of the exported model against an independent implementation of the same weights
-    (e.g. the original ncnn files), run only for the weight kinds it applies to."""
+    (e.g. the original ncnn files), run only for the weight kinds it applies to.
+
+    An image output is compared as 8-bit images by PSNR (`min_psnr_db`; the model is fed the
+    photo in [0, 1]); a vector output by `vector` instead (then `min_psnr_db` is None, and the
+    model is fed the photo in the spec's `input_range`). `run` takes the HWC uint8 photo that
+    `image()` gives."""
 
     name: str
     description: str
     applies_to: tuple[WeightKind, ...]
-    min_psnr_db: float
+    min_psnr_db: float | None
     run: Callable[[Array], Array]
     image: Callable[[], Array]
+    vector: VectorTolerance | None = None
+
+    def __post_init__(self) -> None:
+        if (self.min_psnr_db is None) == (self.vector is None):
+            raise ValueError(f"{self.name}: set exactly one of min_psnr_db and vector")
 
 
 @dataclass(frozen=True)
@@ -130,6 +152,13 @@ class ModelSpec:
     # (e.g. a 14-block U-Net at 0.1× Kaiming scale passes nothing of its input on); applied
     # to synthetic weights only, deterministically.
     synthetic_adjust: Callable[[StateDict], StateDict] | None = None
+    # The named inputs of a model that does not take one photo (several inputs, or vectors):
+    # (batch size, tiny) → one array per input, in input order, the first `batch` items of one
+    # fixed validation set. None: the sample photo in `input_range`.
+    feeds: Callable[[int, bool], dict[str, Array]] | None = None
+    # An independent computation of the outputs from the loaded module's weights (e.g. numpy),
+    # checked against ONNX Runtime besides PyTorch.
+    numpy_reference: Callable[[nn.Module, dict[str, Array]], dict[str, Array]] | None = None
 
     def sample_for(self, tiny: bool) -> Array:
         """The validation photo at the input size of the variant being exported."""

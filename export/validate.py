@@ -13,7 +13,7 @@ import onnxruntime as ort
 
 from export.errors import ValidationError
 from export.samples import psnr, to_hwc_uint8, to_nchw_float
-from export.spec import Array, TensorSpec
+from export.spec import Array, TensorSpec, VectorTolerance
 
 
 @dataclass(frozen=True)
@@ -131,3 +131,54 @@ def check_against_reference(
     return CheckResult(
         check, output_name, "psnr_db", value, min_psnr_db, value >= min_psnr_db, sample_label
     )
+
+
+def check_vector_against_reference(
+    model: str,
+    session: ort.InferenceSession,
+    reference: Callable[[Array], Array],
+    image: Array,
+    feed: Array,
+    tolerance: VectorTolerance,
+    check: str,
+    sample_label: str,
+) -> list[CheckResult]:
+    """Run the exported model on `feed` (the photo in its input range) and an independent
+    implementation on the photo itself; compare the vectors they produce element by element
+    (max |Δ|) and by direction (cosine similarity), the measures a descriptor is used by."""
+    input_name = session.get_inputs()[0].name
+    output_name = session.get_outputs()[0].name
+    ours = np.asarray(session.run([output_name], {input_name: feed})[0], np.float64).reshape(-1)
+    theirs = np.asarray(reference(image), np.float64).reshape(-1)
+    if ours.shape != theirs.shape:
+        detail = f"shape {ours.shape} != reference {theirs.shape}"
+        limit = tolerance.max_abs_error
+        return [
+            CheckResult(
+                check, output_name, "shape", float("nan"), limit, False, sample_label, detail
+            )
+        ]
+    error = float(np.max(np.abs(ours - theirs)))
+    norms = float(np.linalg.norm(ours) * np.linalg.norm(theirs))
+    cosine = float(ours @ theirs / norms) if norms > 0 else float("nan")
+    return [
+        CheckResult(
+            check,
+            output_name,
+            "max_abs_error",
+            error,
+            tolerance.max_abs_error,
+            error <= tolerance.max_abs_error,
+            sample_label,
+        ),
+        # "Higher is better": recorded with the tolerance as the floor it must reach.
+        CheckResult(
+            check,
+            output_name,
+            "cosine_similarity",
+            cosine,
+            tolerance.min_cosine,
+            cosine >= tolerance.min_cosine,
+            sample_label,
+        ),
+    ]

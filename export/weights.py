@@ -98,10 +98,14 @@ def _official(spec: ModelSpec, weights_dir: Path) -> ResolvedWeights:
             f"{spec.name}: {path} has sha256 {digest}, expected {official.sha256}; "
             "refusing a checkpoint that is not the pinned one"
         )
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if official.convert is not None:
+        state = official.convert(path)
+    else:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        state = select_state_dict(checkpoint, official.state_keys, spec.name)
     return ResolvedWeights(
         kind="official",
-        state_dict=select_state_dict(checkpoint, official.state_keys, spec.name),
+        state_dict=state,
         licence=official.licence,
         files=(SourceFile(official.filename, digest),),
         detail=official.url,

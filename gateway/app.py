@@ -18,7 +18,7 @@ from gateway.body_limit import BodyLimit
 from gateway.errors import FacetError, PayloadTooLarge
 from gateway.observability import GatewayMetrics
 from gateway.openapi import install_openapi
-from gateway.routes import restore, system, upscale
+from gateway.routes import downloads, process, restore, system, upscale
 from gateway.services import start_services
 from gateway.settings import Settings
 
@@ -106,27 +106,37 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def upload_guard(settings: Settings) -> Callable[..., Awaitable[Response]]:
     """Refuse an oversized upload from its Content-Length, before the body is read at all."""
-    limit = upload_limit(settings)
 
     async def guard(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         length = request.headers.get("content-length")
+        limit = upload_limit(settings, request.url.path)
         if request.method == "POST" and length and length.isdigit() and int(length) > limit:
-            return too_large_response(settings)
+            return too_large_response(limit)
         return await call_next(request)
 
     return guard
 
 
-def upload_limit(settings: Settings) -> int:
-    """Body bytes a request may carry: the file limit plus its multipart framing."""
-    return settings.max_upload_bytes + MULTIPART_OVERHEAD
+def file_limit(settings: Settings, path: str) -> int:
+    """The file bytes one upload to `path` may carry: a video, two photos (a face swap's
+    target and source), or one photo."""
+    if path == "/process/video":
+        return settings.video_max_bytes + settings.max_upload_bytes
+    if path == "/process/image":
+        return 2 * settings.max_upload_bytes
+    return settings.max_upload_bytes
 
 
-def too_large_response(settings: Settings) -> JSONResponse:
+def upload_limit(settings: Settings, path: str = "") -> int:
+    """Body bytes a request to `path` may carry: its file limit plus the multipart framing."""
+    return file_limit(settings, path) + MULTIPART_OVERHEAD
+
+
+def too_large_response(limit: int) -> JSONResponse:
     """The one 413 answer, whether the length was declared or counted (gateway.body_limit)."""
-    return error_response(PayloadTooLarge(_too_large(settings.max_upload_bytes)))
+    return error_response(PayloadTooLarge(_too_large(limit - MULTIPART_OVERHEAD)))
 
 
 def _too_large(limit: int) -> str:
@@ -194,7 +204,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Innermost, so the metrics and CORS middleware see (and count) its 413 like any answer.
     app.add_middleware(
-        BodyLimit, limit=upload_limit(settings), refusal=lambda: too_large_response(settings)
+        BodyLimit, limit=lambda path: upload_limit(settings, path), refusal=too_large_response
     )
     app.middleware("http")(upload_guard(settings))
     app.middleware("http")(metrics.middleware)
@@ -208,6 +218,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router)
     app.include_router(upscale.router)
     app.include_router(restore.router)
+    app.include_router(downloads.router)
+    app.include_router(process.router)
     install_offline_docs(app)
     install_openapi(app)
     return app

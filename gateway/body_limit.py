@@ -57,18 +57,26 @@ class _Exchange:
 
 
 class BodyLimit:
-    """Pure ASGI middleware: at most `limit` body bytes per HTTP request, else `refusal()`."""
+    """Pure ASGI middleware: at most `limit` body bytes per HTTP request, else `refusal(limit)`.
 
-    def __init__(self, app: ASGIApp, limit: int, refusal: Callable[[], Response]) -> None:
+    `limit` is a number, or a function of the request path for routes with their own limit
+    (a video upload may be larger than a photo)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int | Callable[[str], int],
+        refusal: Callable[[int], Response],
+    ) -> None:
         self.app = app
-        self.limit = limit
+        self.limit_for = limit if callable(limit) else (lambda _path: limit)
         self.refusal = refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exchange = _Exchange(receive, send, self.limit)
+        exchange = _Exchange(receive, send, self.limit_for(scope.get("path", "")))
         try:
             await self.app(scope, exchange.receive_counted, exchange.send_unless_refusing)
         except Exception as error:
@@ -78,7 +86,7 @@ class BodyLimit:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = self.refusal()
+        response = self.refusal(self.limit_for(scope.get("path", "")))
         response.headers["connection"] = "close"
         await response(scope, receive, send)
 

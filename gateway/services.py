@@ -20,6 +20,8 @@ from gateway.pipelines.triton_upscaler import TritonTileUpscaler
 from gateway.ratelimit import RateLimiter
 from gateway.settings import Settings
 from gateway.storage import FileStore
+from gateway.swap.service import SwapService
+from gateway.swap.video_job import SwapVideoJob
 from gateway.triton_client import TritonClient
 from triton_core.catalog import WeightFacts
 
@@ -38,6 +40,8 @@ class Services:
     upscale_job: UpscaleJob
     upscaler: TritonTileUpscaler
     faces: RestoreService
+    swap: SwapService
+    swap_video: SwapVideoJob
     restore_slots: asyncio.Semaphore
     limiter: RateLimiter
     metrics: GatewayMetrics
@@ -86,9 +90,12 @@ async def start_services(settings: Settings, metrics: GatewayMetrics) -> Service
     upscaler = TritonTileUpscaler(triton, settings.upscale_model)
     faces = RestoreService(settings, triton, upscaler)
     upscale_job = UpscaleJob(settings, store, files, upscaler, faces)
+    swap = SwapService(triton, faces, upscaler)
+    swap_video = SwapVideoJob(settings, store, files, swap)
     handlers: dict[str, JobHandler] = {
         "upscale": upscale_job,
         "batch": BatchRestoreJob(settings, store, files, faces),
+        "swap_video": swap_video,
     }
     runner = JobRunner(
         store,
@@ -117,6 +124,8 @@ async def start_services(settings: Settings, metrics: GatewayMetrics) -> Service
         upscale_job,
         upscaler,
         faces,
+        swap,
+        swap_video,
         asyncio.Semaphore(settings.restore_concurrency),
         limiter,
         metrics,

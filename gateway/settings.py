@@ -38,6 +38,22 @@ class Settings(BaseSettings):
     max_input_pixels: int = 4_000_000  # ×16 for a 4× upscale: the output stays under ~200 MB
     max_image_side: int = 8192
 
+    # Videos (face swapping): each limit answers 413 naming its field, the timeouts 400
+    video_max_bytes: int = Field(default=500 * 1024 * 1024, ge=1)  # the seed's default upload
+    video_max_duration_s: float = Field(default=600.0, gt=0)
+    video_max_frames: int = Field(default=36_000, ge=1)  # ten minutes at 60 fps
+    video_max_side: int = Field(default=4096, ge=2)
+    video_max_pixels: int = Field(default=4096 * 2160, ge=4)  # DCI 4K
+    video_probe_timeout_s: float = Field(
+        default=30.0, gt=0, description="reading an upload's packets once, before any decoding"
+    )
+    video_window_frames: int = Field(
+        default=8, ge=1, le=64, description="frames whose faces go to the models together"
+    )
+    video_stall_timeout_s: float = Field(
+        default=60.0, gt=0, description="longest wait for the decoder's next frame"
+    )
+
     # Upscaling
     upscale_model: str = "realesrgan_x4plus"
     tile_size: int = DEFAULT_TILE

@@ -129,10 +129,12 @@ class Arch:
     name: str
     build: Callable[[], nn.Module]
     build_tiny: Callable[[], nn.Module]
-    channels: int
+    channels: int  # of the image input; 0: the model takes vectors only
     fixed_side: int | None  # the input side when the spec fixes it
     tiny_fixed_side: int | None
     input_range: tuple[float, float] = (0.0, 1.0)
+    # Sizes of 1-D inputs after the image (e.g. inswapper's 512-d latent): random unit vectors.
+    vector_inputs: tuple[int, ...] = ()
 
 
 def _patched(
@@ -149,7 +151,9 @@ def _patched(
 
 def arch_from_spec(spec: ModelSpec) -> Arch:
     """An export.spec.ModelSpec as the probe sees it."""
-    dims = spec.inputs[0].dims
+    vectors = tuple(t.dims[0] for t in spec.inputs if len(t.dims) == 1)
+    images = [t.dims for t in spec.inputs if len(t.dims) >= 3]  # [N,] C, H, W
+    dims = images[0] if images else (0, 0, 0)
     fixed = dims[-1] if dims[-1] > 0 and dims[-2] == dims[-1] else None
     tiny_fixed = fixed
     if fixed is not None and spec.tiny_sample is not None:
@@ -162,6 +166,7 @@ def arch_from_spec(spec: ModelSpec) -> Arch:
         fixed_side=fixed,
         tiny_fixed_side=tiny_fixed,
         input_range=(float(spec.input_range[0]), float(spec.input_range[1])),
+        vector_inputs=vectors,
     )
 
 
@@ -417,19 +422,27 @@ def _cpu_times(run: Callable[[], object], device: torch.device, iterations: int)
     return times
 
 
-def count_macs(model: nn.Module, sample: torch.Tensor) -> float:
+def count_macs(model: nn.Module, sample: tuple[torch.Tensor, ...]) -> float:
     """MACs of one forward of `sample` (FLOPs / 2 as FlopCounterMode counts them)."""
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        model(sample)
+        model(*sample)
     return float(counter.get_total_flops()) / 2.0
 
 
 def make_input(
     target: Target, batch: int, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    low, high = target.arch.input_range
-    x = torch.rand(batch, target.arch.channels, target.side, target.side, device=device)
-    return (x * (high - low) + low).to(dtype)
+) -> tuple[torch.Tensor, ...]:
+    """The image (if the model takes one) in its input range, then any vector inputs."""
+    arch = target.arch
+    inputs = []
+    if arch.channels:
+        low, high = arch.input_range
+        x = torch.rand(batch, arch.channels, target.side, target.side, device=device)
+        inputs.append((x * (high - low) + low).to(dtype))
+    for size in arch.vector_inputs:
+        vector = torch.nn.functional.normalize(torch.randn(batch, size, device=device), dim=1)
+        inputs.append(vector.to(dtype))
+    return tuple(inputs)
 
 
 def build_model(
@@ -449,18 +462,20 @@ def build_model(
     return model
 
 
-def capture_graph(model: nn.Module, x: torch.Tensor, device: torch.device) -> Callable[[], None]:
+def capture_graph(
+    model: nn.Module, x: tuple[torch.Tensor, ...], device: torch.device
+) -> Callable[[], None]:
     """Capture one forward in a CUDA graph (warmed up on a side stream, as PyTorch documents)
     and return its replay."""
     side = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side), torch.no_grad():
         for _ in range(3):
-            model(x)
+            model(*x)
     torch.cuda.current_stream(device).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.no_grad(), torch.cuda.graph(graph):
-        model(x)
+        model(*x)
     return graph.replay
 
 
@@ -547,11 +562,13 @@ class Probe:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         x = make_input(case.target, case.batch, DTYPES[case.dtype], self.device)
-        if case.mode == CHANNELS_LAST:
-            x = x.contiguous(memory_format=torch.channels_last)
+        if case.mode == CHANNELS_LAST:  # images only: a latent has no channels to reorder
+            x = tuple(
+                t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in x
+            )
 
         def forward() -> None:
-            model(x)
+            model(*x)
 
         run: Callable[[], object] = forward
         if case.mode == CUDA_GRAPH:
@@ -618,6 +635,13 @@ def _gmac(macs: float | None) -> str:
     return f"{gmac:,.1f}" if gmac >= 10 else f"{gmac:.3g}"
 
 
+def describe_input(target: Target) -> str:
+    """C×H×W of the image, then the size of each vector input, joined by +."""
+    side = target.side
+    parts = [f"{target.arch.channels}×{side}×{side}"] if target.arch.channels else []
+    return " + ".join(parts + [str(size) for size in target.arch.vector_inputs])
+
+
 def row(case: Case, macs: float | None, peak: float | None) -> list[str]:
     items_s = tflops = share = None
     if case.ms is not None and case.ms > 0:
@@ -625,10 +649,9 @@ def row(case: Case, macs: float | None, peak: float | None) -> list[str]:
         if macs is not None:
             tflops = 2.0 * macs * items_s / 1e12
             share = 100.0 * tflops / peak if peak else None
-    side = case.target.side
     return [
         case.target.title,
-        f"{case.target.arch.channels}×{side}×{side}",
+        describe_input(case.target),
         case.mode,
         case.dtype,
         str(case.batch),

@@ -39,6 +39,9 @@ class ModelFacts:
     licence: str | None
     components: tuple[str, ...]  # ensemble steps or the models a BLS model calls
     parameters: Mapping[str, str]
+    # Where the model's own computation runs, in execution-provider words (cpu, openvino,
+    # cuda, tensorrt); None for composites (ensembles, BLS), whose components say.
+    execution: str | None = None
 
     def input(self, name: str) -> TensorFacts:
         return _named(self.inputs, name, self.name, "input")
@@ -92,7 +95,26 @@ def facts_from_config(config: mc.ModelConfig) -> ModelFacts:
         licence=parameters.get(WEIGHTS_LICENCE),
         components=steps or called,
         parameters=parameters,
+        execution=execution_of(config),
     )
+
+
+# The CPU backends this project serves with, by the runtime they run models on.
+CPU_BACKENDS = {"facet_ort": "cpu", "onnxruntime": "cpu", "facet_openvino": "openvino"}
+
+
+def execution_of(config: mc.ModelConfig) -> str | None:
+    """The execution provider a model config asks Triton for (None for ensembles and BLS)."""
+    runtime = config.backend or config.platform
+    if runtime in ("ensemble", "python"):
+        return None
+    if runtime == "tensorrt_plan":
+        return "tensorrt"
+    on_gpu = any(group.kind == mc.ModelInstanceGroup.KIND_GPU for group in config.instance_group)
+    if runtime in ("onnxruntime_onnx", "onnxruntime") and on_gpu:
+        accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
+        return "tensorrt" if any(a.name == "tensorrt" for a in accelerators) else "cuda"
+    return CPU_BACKENDS.get(runtime, "cpu" if not on_gpu else "cuda")
 
 
 class ModelCatalog:
@@ -123,6 +145,21 @@ class ModelCatalog:
 
     def names(self) -> list[str]:
         return sorted(self._models)
+
+    def executions(self, name: str) -> list[str]:
+        """The execution providers `name` and everything it is composed of run on, sorted."""
+        found: set[str] = set()
+        pending, seen = [name], set()
+        while pending:
+            model = pending.pop()
+            facts = self._models.get(model)
+            if model in seen or facts is None:
+                continue
+            seen.add(model)
+            if facts.execution is not None:
+                found.add(facts.execution)
+            pending.extend(facts.components)
+        return sorted(found)
 
     def weights(self, name: str) -> WeightFacts:
         """The weight facts of `name` and everything it is composed of; a model the catalog

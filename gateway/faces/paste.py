@@ -53,26 +53,36 @@ def paste_back(
     affines: Sequence[Affine],
     *,
     upscale: int,
+    opacity: float = 1.0,
 ) -> npt.NDArray[np.uint8]:
     """Blend each restored face into a copy of `background`, in order (later faces on top).
 
     `background` is the input image already upscaled by `upscale` (H·s × W·s × 3 uint8);
     `affines` are the crop affines from *input* image coordinates to each face crop, as
-    `estimate_affine` made them. Pixels outside every face's soft mask are returned unchanged.
+    `estimate_affine` made them. `opacity` scales every mask: FaceFusion's enhancer blend, which
+    mixes the pasted frame with the frame it was pasted onto. Pixels outside every face's soft
+    mask are returned unchanged.
     """
     check_background(background)
     if len(restored_faces) != len(affines):
         raise ValueError(f"{len(restored_faces)} faces for {len(affines)} affines")
     if upscale < 1:
         raise ValueError(f"upscale must be at least 1, got {upscale}")
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be within 0..1, got {opacity}")
     output = background.copy()
     for face, affine in zip(restored_faces, affines, strict=True):
-        paste_face(output, face, affine, upscale=upscale)
+        paste_face(output, face, affine, upscale=upscale, opacity=opacity)
     return output
 
 
 def paste_face(
-    output: npt.NDArray[np.uint8], face: npt.NDArray[np.uint8], affine: Affine, *, upscale: int
+    output: npt.NDArray[np.uint8],
+    face: npt.NDArray[np.uint8],
+    affine: Affine,
+    *,
+    upscale: int,
+    opacity: float = 1.0,
 ) -> None:
     """Blend one square face crop into `output` in place."""
     if face.dtype != np.uint8 or face.ndim != 3 or face.shape[2] != 3:
@@ -92,7 +102,7 @@ def paste_face(
     )
     eroded, soft = soft_face_mask(local, face_size, region.size, upscale)
     target = output[region.y0 : region.y1, region.x0 : region.x1]
-    blend(target, warped, eroded, soft)
+    blend(target, warped, eroded, soft if opacity == 1.0 else soft * np.float32(opacity))
 
 
 def coverage(
@@ -115,11 +125,20 @@ def coverage(
 
 
 def locate_face(
-    affine: Affine, face_size: int, shape: tuple[int, ...], upscale: int
+    affine: Affine,
+    face_size: int,
+    shape: tuple[int, ...],
+    upscale: int,
+    *,
+    margin: int | None = None,
 ) -> tuple[Region, Affine] | None:
-    """The output region a face touches and the crop → region affine; None if off-image."""
+    """The output region a face touches and the crop → region affine; None if off-image.
+
+    `margin` widens the region by that many pixels; None leaves the room the soft face mask's
+    erosion and blur need (see `face_region`). A mask made in crop coordinates needs none.
+    """
     inverse = paste_affine(affine, upscale)
-    region = face_region(inverse, face_size, shape, upscale)
+    region = face_region(inverse, face_size, shape, upscale, margin=margin)
     if region is None:
         return None
     local = inverse.copy()
@@ -135,7 +154,12 @@ def paste_affine(affine: Affine, upscale: int) -> Affine:
 
 
 def face_region(
-    inverse: Affine, face_size: int, image_shape: tuple[int, ...], upscale: int
+    inverse: Affine,
+    face_size: int,
+    image_shape: tuple[int, ...],
+    upscale: int,
+    *,
+    margin: int | None = None,
 ) -> Region | None:
     """The part of the output the face can touch, plus a zero margin for erosion and blur.
 
@@ -147,9 +171,10 @@ def face_region(
         [[-1, -1], [face_size, -1], [-1, face_size], [face_size, face_size]], inverse
     )
     low, high = corners.min(axis=0), corners.max(axis=0)
-    width, height = high - low
-    edge_bound = int(math.sqrt(max(width * height, 0.0))) // 20
-    margin = 2 * max(upscale, edge_bound) + 2
+    if margin is None:
+        width, height = high - low
+        edge_bound = int(math.sqrt(max(width * height, 0.0))) // 20
+        margin = 2 * max(upscale, edge_bound) + 2
     image_h, image_w = image_shape[0], image_shape[1]
     x0 = max(0, math.floor(low[0]) - margin)
     y0 = max(0, math.floor(low[1]) - margin)
@@ -178,14 +203,22 @@ def soft_face_mask(
 
 
 def blend(
-    target: npt.NDArray[np.uint8], warped: npt.NDArray[np.uint8], eroded: Mask, soft: Mask
+    target: npt.NDArray[np.uint8],
+    warped: npt.NDArray[np.uint8],
+    eroded: Mask | None,
+    soft: Mask,
 ) -> None:
-    """target ← soft·(eroded·warped) + (1 − soft)·target where soft > 0, rounded; in place."""
+    """target ← soft·(eroded·warped) + (1 − soft)·target where soft > 0, rounded; in place.
+
+    `eroded` None weights the warped face by 1 (a mask whose edge is already inside the crop).
+    """
     touched = soft > 0
     if not touched.any():
         return
     alpha = soft[..., None]
-    pasted = eroded[..., None] * warped.astype(np.float32)
+    pasted = warped.astype(np.float32)
+    if eroded is not None:
+        pasted *= eroded[..., None]
     mixed = alpha * pasted + (1.0 - alpha) * target.astype(np.float32)
     result = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
     np.copyto(target, result, where=touched[..., None])

@@ -98,12 +98,12 @@ class RestoreService:
             TritonFaceRestorer(self._client, RESTORERS[options.version]),
             weight=options.weight,
             upscale=options.upscale,
-            background=self._enhance_background if options.background_enhance else None,
+            background=self.enhance_background if options.background_enhance else None,
             only_center_face=options.only_center_face,
             min_score=options.min_score,
         )
 
-    async def _enhance_background(self, rgb: Image, factor: int) -> Image:
+    async def enhance_background(self, rgb: Image, factor: int) -> Image:
         # The ×4 network (then an area resize for ×2); other factors are resized by the caller.
         options = upscale_options(self._settings, outscale=2 if factor <= 2 else 4)
         upscaled, _ = await upscale_image(rgb, None, self._upscaler, options)

@@ -1,4 +1,8 @@
-"""A detected face and the two model sessions the restoration pipeline needs."""
+"""A detected face and the model sessions the restoration and face-swap pipelines need.
+
+Every session takes all the items it is given in one call and splits them by its model's batch
+limit itself, so pipelines hand over everything they have at once.
+"""
 
 from __future__ import annotations
 
@@ -62,3 +66,26 @@ class FaceRestorer(Protocol):
     """Restores aligned faces: N×512×512×3 uint8 RGB in, the same shape out."""
 
     async def restore(self, faces: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]: ...
+
+
+class FaceEmbedder(Protocol):
+    """Identity embeddings of ArcFace-aligned faces: N×112×112×3 uint8 RGB in, N×512 float32
+    out, as the network gives them (not normalised; callers normalise)."""
+
+    async def embed(self, crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]: ...
+
+
+class LatentMaker(Protocol):
+    """The swapper's source latents: N×512 float32 embeddings in, N×512 float32 latents out
+    (L2-normalise, multiply by the swapper's emap matrix, L2-normalise)."""
+
+    async def latent(self, embeddings: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+
+
+class FaceSwapper(Protocol):
+    """Swaps identities into aligned faces: N×128×128×3 uint8 RGB targets and one N×512 float32
+    latent each in, N×128×128×3 uint8 RGB out."""
+
+    async def swap(
+        self, targets: npt.NDArray[np.uint8], latents: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.uint8]: ...

@@ -106,9 +106,17 @@ class JobStore:
             yield self._db.cursor()
 
     def create(
-        self, kind: str, parameters: dict[str, Any], original_filename: str, input_path: str
+        self,
+        kind: str,
+        parameters: dict[str, Any],
+        original_filename: str,
+        input_path: str,
+        *,
+        job_id: str | None = None,
     ) -> Job:
-        job = self.admit(kind, parameters, original_filename, input_path, max_active=None)
+        job = self.admit(
+            kind, parameters, original_filename, input_path, max_active=None, job_id=job_id
+        )
         assert job is not None
         return job
 
@@ -120,11 +128,13 @@ class JobStore:
         input_path: str,
         *,
         max_active: int | None,
+        job_id: str | None = None,
     ) -> Job | None:
         """Create a queued job, unless `max_active` jobs are already queued or processing
         (then None). Count and insert run in one immediate transaction: concurrent submitters,
-        in this process or another one on the same database, cannot overshoot the cap."""
-        job_id = str(uuid.uuid4())
+        in this process or another one on the same database, cannot overshoot the cap.
+        `job_id` defaults to a random UUID; an API with its own id shape passes one."""
+        job_id = job_id or str(uuid.uuid4())
         row = (job_id, kind, json.dumps(parameters), original_filename, input_path, time.time())
         with self._cursor() as cur:
             cur.execute("BEGIN IMMEDIATE")

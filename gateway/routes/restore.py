@@ -7,11 +7,9 @@ import functools
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
-from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from gateway.errors import BadRequest, NotFound, Overloaded
@@ -178,29 +176,6 @@ async def restore(
         faces_detected=outcome.detected_count,
         faces_restored=outcome.restored_count,
         warning=warning,
-    )
-
-
-@router.get(
-    "/download/{restoration_id}",
-    response_class=FileResponse,
-    dependencies=[Depends(rate_limited("other"))],
-    responses=errors(404, 429),
-)
-async def download(restoration_id: str, request: Request) -> FileResponse:
-    services = services_of(request)
-    job = await asyncio.to_thread(services.store.get, restoration_id)
-    if (
-        job is None
-        or job.kind != "restore"
-        or job.result_path is None
-        or not Path(job.result_path).is_file()
-    ):
-        raise NotFound("Restoration not found or expired")
-    extension = job.result_path.rsplit(".", 1)[-1]
-    stem = job.original_filename.rsplit(".", 1)[0]
-    return FileResponse(
-        job.result_path, media_type=job.result_media_type, filename=f"{stem}_restored.{extension}"
     )
 
 

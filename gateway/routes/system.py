@@ -46,6 +46,8 @@ class HealthResponse(BaseModel):
     system: dict[str, Any]
     triton: TritonReadiness
     models: dict[str, ModelHealth]
+    # The FaceFusion API's field: the processors whose models are ready now (see /processors).
+    processors_available: list[str]
     warning: str | None = None
 
 
@@ -102,6 +104,7 @@ async def health(request: Request) -> JSONResponse:
     upscale = describe_model(services.triton.catalog, ensemble)
     models = {services.settings.upscale_model: {**upscale, "ready": ready}}
     models.update(services.faces.models())
+    models.update(services.swap.models())
     fields: dict[str, Any] = {
         "status": "healthy" if ready else "unhealthy",
         "timestamp": time.time(),
@@ -110,6 +113,7 @@ async def health(request: Request) -> JSONResponse:
         "system": await asyncio.to_thread(health_system, services.settings.data_dir),
         "triton": public_readiness(services.triton.readiness()),
         "models": models,
+        "processors_available": services.swap.available(),
     }
     synthetic = sorted(name for name, info in models.items() if info.get("synthetic"))
     if synthetic:

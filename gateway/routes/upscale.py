@@ -13,11 +13,14 @@ from pydantic import BaseModel
 
 from gateway.errors import BadRequest, NotFound, Overloaded, PayloadTooLarge
 from gateway.faces.service import RestoreOptions
+from gateway.faces.swap_sessions import SWAPPER
 from gateway.imageio import decode_upload
-from gateway.jobs.store import Job
+from gateway.jobs.store import FINISHED, Job
 from gateway.openapi import errors
 from gateway.routes.deps import base_url, rate_limited, services_of
 from gateway.services import Services
+from gateway.swap.outputs import output_path
+from gateway.swap.video_job import public_parameters
 from gateway.weights import synthetic_warning
 
 router = APIRouter(tags=["upscale (Real-ESRGAN API)"])
@@ -55,6 +58,9 @@ class JobStatusResponse(BaseModel):
     model: str | None = None
     weights: str | None = None
     warning: str | None = None
+    # /process/video jobs only: the seed's output_path and what the run did.
+    output_path: str | None = None
+    outcome: dict[str, Any] | None = None
 
 
 class Message(BaseModel):
@@ -165,7 +171,9 @@ def _estimate(services: Services, pixels: int, ahead: int) -> str:
 )
 async def job_status(job_id: str, request: Request) -> JobStatusResponse:
     services = services_of(request)
-    job = await _find_job(services, job_id)
+    job = await _find_job(services, job_id, ("upscale", "swap_video"))
+    if job.kind == "swap_video":
+        return swap_status(job)
     recorded = (job.outcome or {}).get("synthetic_models")
     synthetic = (
         recorded if recorded is not None else services.upscale_job.synthetic_models(job.parameters)
@@ -186,6 +194,28 @@ async def job_status(job_id: str, request: Request) -> JobStatusResponse:
         model=str(job.parameters.get("model")),
         weights=services.upscale_weights().kind,
         warning=synthetic_warning(synthetic),
+    )
+
+
+def swap_status(job: Job) -> JobStatusResponse:
+    """An asynchronous /process/video job, in the same status shape (FaceFusion's API has no
+    status route of its own); `output_path` is what /process/video would have answered."""
+    recorded = job.outcome or {}
+    return JobStatusResponse(
+        job_id=job.id,
+        status=job.status,
+        progress=job.progress,
+        result_url=f"/download/{job.result_id}" if job.result_id else None,
+        output_path=output_path(job.result_id) if job.result_id else None,
+        original_filename=job.original_filename,
+        processing_time=_rounded(job.processing_time),
+        completed_at=job.completed_at if job.status in FINISHED else None,
+        created_at=job.created_at,
+        parameters=public_parameters(job.parameters),
+        error=job.error if job.status in ("failed", "queued") else None,
+        model=SWAPPER,
+        warning=synthetic_warning(recorded.get("synthetic_models", [])),
+        outcome={k: v for k, v in recorded.items() if k != "synthetic_models"} or None,
     )
 
 
@@ -216,7 +246,7 @@ async def _find_job(services: Services, job_id: str, kinds: tuple[str, ...] = ("
 )
 async def cancel_job(job_id: str, request: Request) -> Message:
     services = services_of(request)
-    job = await _find_job(services, job_id, ("upscale", "batch"))
+    job = await _find_job(services, job_id, ("upscale", "batch", "swap_video"))
     if not await asyncio.to_thread(services.store.cancel, job.id):
         raise BadRequest(f"Job is already {job.status} and cannot be cancelled")
     if job.status == "queued":

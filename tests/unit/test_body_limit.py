@@ -75,7 +75,7 @@ async def echo(scope: Scope, receive: Receive, send: Send) -> None:
     await Response(body, media_type="application/octet-stream")(scope, receive, send)
 
 
-def refusal() -> Response:
+def refusal(limit: int) -> Response:
     return JSONResponse({"refused": True}, status_code=413)
 
 

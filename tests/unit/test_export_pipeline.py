@@ -112,7 +112,10 @@ def test_an_official_checkpoint_with_the_wrong_hash_is_refused(tmp_path) -> None
 def test_official_hashes_are_pinned_in_full() -> None:
     for spec in MODELS.values():
         official: OfficialWeights | None = spec.official
-        assert official is not None and len(official.sha256) == 64
+        if official is None:  # no upstream checkpoint: real weights come from a package
+            assert spec.package is not None, f"{spec.name} has no real weights at all"
+            continue
+        assert len(official.sha256) == 64, spec.name
         assert official.url.startswith("https://") and official.licence
 
 

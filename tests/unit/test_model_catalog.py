@@ -103,3 +103,22 @@ def test_listed_but_unready_models_count_as_installed_not_as_known():
     catalog = ModelCatalog([], listed=["restore_gfpgan_v1_4"])
     assert catalog.is_installed("restore_gfpgan_v1_4")
     assert "restore_gfpgan_v1_4" not in catalog
+
+
+def config_at(path: Path) -> mc.ModelConfig:
+    return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+
+def test_each_model_says_the_execution_provider_its_config_asks_for():
+    repository = REPOSITORY
+    assert facts("realesrgan_x4plus").execution == "cpu"
+    assert facts("gfpgan_v1_4").execution == "openvino"
+    assert facts("restore_gfpgan_v1_4").execution is None  # an ensemble runs nothing itself
+    gpu = config_at(repository / "gfpgan_v1_4" / "configs" / "gpu_ort_trt.pbtxt")
+    plan = config_at(repository / "gfpgan_v1_4" / "configs" / "gpu_trt_plan.pbtxt")
+    assert facts_from_config(gpu).execution == "tensorrt"
+    assert facts_from_config(plan).execution == "tensorrt"
+
+
+def test_an_ensemble_reports_the_providers_of_every_step():
+    assert CATALOG.executions("restore_gfpgan_v1_4") == ["cpu", "openvino"]

@@ -1,0 +1,1 @@
+"""The seed's `gfpp.core`: the planner (`orchestrator`) and the backend registry."""

@@ -1,0 +1,1 @@
+"""The seed's `gfpp.io`: run manifests, weight checks, and image reading/writing."""

@@ -1,0 +1,1 @@
+"""The seed's `gfpp.restorers`: the Restorer protocol, RestoreResult, and Facet's GFPGAN."""

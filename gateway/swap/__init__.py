@@ -1,0 +1,1 @@
+"""Face swapping as the FaceFusion REST API offers it: request parsing, processors, outputs."""

@@ -1,0 +1,86 @@
+"""Videos with sound that the tests write themselves with PyAV: any frames, a 440 Hz tone,
+constant or variable frame rate, in any container FFmpeg writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+Image = npt.NDArray[np.uint8]
+SAMPLE_RATE = 48_000
+VFR_GAPS = (1, 2, 3)  # frame durations, in ticks of 1/fps, cycled for variable-rate videos
+
+
+def write_video(
+    path: Path,
+    frames: Sequence[Image],
+    *,
+    fps: int = 12,
+    container: str = "mp4",
+    video_codec: str = "libx264",
+    audio_codec: str | None = "aac",
+    vfr: bool = False,
+) -> list[float]:
+    """Write `frames` (H×W×3 RGB, even sizes) and, with `audio_codec`, a tone as long as the
+    video; returns each frame's presentation time in seconds."""
+    times: list[float] = []
+    with av.open(str(path), "w", format=container) as output:
+        video = output.add_stream(video_codec, rate=fps)
+        assert isinstance(video, av.VideoStream)
+        video.height, video.width = frames[0].shape[:2]
+        video.pix_fmt = "yuv420p"
+        time_base = Fraction(1, 90_000) if vfr else Fraction(1, fps)
+        tick = round(Fraction(1, fps) / time_base)
+        video.codec_context.time_base = time_base
+        audio = output.add_stream(audio_codec, rate=SAMPLE_RATE) if audio_codec else None
+        pts = 0
+        for index, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            gap = tick * (VFR_GAPS[index % len(VFR_GAPS)] if vfr else 1)
+            frame.pts, frame.duration, frame.time_base = pts, gap, time_base
+            times.append(float(pts * time_base))
+            pts += gap
+            output.mux(video.encode(frame))
+        output.mux(video.encode(None))
+        if isinstance(audio, av.AudioStream):
+            write_tone(output, audio, float(pts * time_base))
+    return times
+
+
+def write_tone(output: av.container.OutputContainer, audio: av.AudioStream, seconds: float) -> None:
+    """A 440 Hz tone from 0 to `seconds`, in the stream's rate and layout."""
+    rate, channels = audio.sample_rate, audio.layout.nb_channels
+    total = round(seconds * rate)
+    for start in range(0, total, 1024):
+        t = np.arange(start, min(start + 1024, total)) / rate
+        samples = np.repeat(
+            (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None], channels, 0
+        )
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=audio.layout.name)
+        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+        output.mux(audio.encode(frame))
+    output.mux(audio.encode(None))
+
+
+def read_video(path: Path) -> tuple[list[float], list[Image], float | None]:
+    """Each frame's time in seconds, the frames, and the audio stream's duration (None: none)."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        times, images = [], []
+        for frame in container.decode(video):
+            times.append(float(frame.pts * frame.time_base))
+            images.append(frame.to_ndarray(format="rgb24"))
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return times, images, None
+        stream = container.streams.audio[0]
+        end = 0.0
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.duration:
+                end = max(end, float((packet.pts + packet.duration) * stream.time_base))
+        return times, images, end
