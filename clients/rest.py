@@ -1,6 +1,8 @@
 """A synchronous client of the Facet REST gateway: submit an upscale job, poll it, download the
 result, cancel it, read health and metrics; restore the faces of a photo (GFPGAN), download the
-restoration, submit and follow a batch of image URLs, compare two images (POST /metrics).
+restoration, submit and follow a batch of image URLs, compare two images (POST /metrics); swap
+a face into an image or a video (the FaceFusion API: /process/image, /process/video,
+/processors, /download/{filename}, /output/{filename}).
 
 Answers of 429 and 503 are retried after the server's Retry-After, a bounded number of times;
 every other failure raises a `FacetClientError` subclass carrying the server's `detail`.
@@ -9,6 +11,7 @@ every other failure raises a `FacetClientError` subclass carrying the server's `
 from __future__ import annotations
 
 import email.utils
+import json
 import os
 import re
 import time
@@ -17,8 +20,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
-from urllib.parse import unquote
+from typing import Any, Final, Literal, Self, overload
+from urllib.parse import quote, unquote
 
 import httpx
 
@@ -44,6 +47,9 @@ DOWNLOAD_CHUNK: Final = 1 << 20
 # /restore answers only once every face is restored (about 5 s a face on 2 CPU cores, up to 20
 # faces), so its answer is awaited longer than the client's usual timeout.
 RESTORE_TIMEOUT_S: Final = 300.0
+# The seed's synchronous /process/video answers once every frame is swapped (about a second a
+# frame on 2 CPU cores), and an upload may be 500 MB: an hour covers a few minutes of video.
+VIDEO_TIMEOUT_S: Final = 3600.0
 _FILENAME = re.compile(r"filename\*?=(?:UTF-8'')?\"?([^\";]+)\"?", re.IGNORECASE)
 
 StatusCallback = Callable[[dict[str, Any]], None]
@@ -400,6 +406,127 @@ class FacetRestClient:
         }
         return self._json("POST", "/metrics", files=files, data=form)
 
+    # The FaceFusion API (face swap) ----------------------------------------------------------
+
+    def process_image(
+        self,
+        target: ImageSource,
+        source: ImageSource | None = None,
+        request: Mapping[str, Any] | None = None,
+        *,
+        filename: str | None = None,
+        timeout_s: float = RESTORE_TIMEOUT_S,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """POST /process/image: swap the face of `source` into the faces of `target` (paths or
+        encoded bytes) and/or enhance them, inside this request.
+
+        `request` and `options` are ProcessRequest fields in FaceFusion's names (`processors`,
+        `face_swapper_weight`, `face_selector_mode`, `output_image_scale`, ...), `options`
+        overriding `request`; none at all lets the server run face_swapper with its defaults.
+        Returns the seed's answer (job_id, status "completed", output_path) with Facet's
+        processing_time, faces_detected, faces_processed, execution_providers and `warning`
+        (a model used has synthetic weights). Fetch the file with `download_output`.
+        """
+        form = _process_form(target, source, _merged(request, options), filename)
+        return self._json("POST", "/process/image", timeout_s=timeout_s, **form)
+
+    @overload
+    def process_video(
+        self,
+        target: ImageSource,
+        source: ImageSource | None = ...,
+        request: Mapping[str, Any] | None = ...,
+        *,
+        asynchronous: Literal[False] = ...,
+        filename: str | None = ...,
+        timeout_s: float = ...,
+        **options: Any,
+    ) -> dict[str, Any]: ...
+
+    @overload
+    def process_video(
+        self,
+        target: ImageSource,
+        source: ImageSource | None = ...,
+        request: Mapping[str, Any] | None = ...,
+        *,
+        asynchronous: Literal[True],
+        filename: str | None = ...,
+        timeout_s: float = ...,
+        **options: Any,
+    ) -> str: ...
+
+    def process_video(
+        self,
+        target: ImageSource,
+        source: ImageSource | None = None,
+        request: Mapping[str, Any] | None = None,
+        *,
+        asynchronous: bool = False,
+        filename: str | None = None,
+        timeout_s: float = VIDEO_TIMEOUT_S,
+        **options: Any,
+    ) -> dict[str, Any] | str:
+        """POST /process/video: every frame of `target` (MP4, MOV, M4V, MKV, WebM or AVI; the
+        audio and timestamps are kept) through the processors, options as `process_image`'s
+        (`output_video_fps`, `output_video_scale`, ...).
+
+        By default the seed's way: the answer comes once the video is done (awaited up to
+        `timeout_s`), with `frames` among Facet's extras; JobFailedError when it ended failed.
+        `asynchronous=True` queues a job instead and returns its id at once: follow it with
+        `wait_for_video`.
+        """
+        fields = _merged(request, options)
+        if "async" in fields:
+            raise ValueError("pass asynchronous=True rather than 'async' in the request")
+        if asynchronous:
+            fields["async"] = True
+        form = _process_form(target, source, fields, filename)
+        body = self._json("POST", "/process/video", timeout_s=timeout_s, **form)
+        if asynchronous:
+            return str(_answer_field(body, "job_id", str, "video job"))
+        return _completed(body)
+
+    def wait_for_video(
+        self,
+        job_id: str,
+        *,
+        on_progress: StatusCallback | None = None,
+        timeout_s: float = VIDEO_TIMEOUT_S,
+        poll_interval_s: float = FIRST_POLL_S,
+    ) -> dict[str, Any]:
+        """Poll /status/{job_id} of an asynchronous video job until it completes, like `wait`.
+
+        `on_progress` gets every status document (`progress` 0..100). Returns the last one:
+        output_path and result_url, `outcome` (frames, faces_detected, faces_processed,
+        execution_providers) and `warning`.
+        """
+        return self.wait(
+            job_id, timeout_s=timeout_s, progress=on_progress, poll_interval_s=poll_interval_s
+        )
+
+    def download_output(
+        self, output: str, dest: str | os.PathLike[str], *, cleanup: bool = False
+    ) -> Path:
+        """GET /download/{filename}: stream an output to `dest` like `download` does.
+
+        `output` is the file name, the answer's output_path or a status's result_url.
+        `cleanup=True` has the server delete the output (and its job) once it has been sent.
+        """
+        url = f"/download/{_output_name(output)}"
+        return self.download(f"{url}?cleanup=true" if cleanup else url, dest)
+
+    def delete_output(self, output: str) -> dict[str, Any]:
+        """DELETE /output/{filename}: {"message": "Output deleted", "filename": ...}; `output`
+        as for `download_output`. NotFoundError when it is gone already."""
+        return self._json("DELETE", f"/output/{_output_name(output)}")
+
+    def processors(self) -> list[dict[str, Any]]:
+        """GET /processors: [{name, available, warning?}, ...], available meaning that every
+        model the processor calls is ready on the server now."""
+        return _json_list(self._send("GET", "/processors"))
+
     # Transport -------------------------------------------------------------------------------
 
     def _json(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
@@ -499,6 +626,56 @@ def _size(body: Mapping[str, Any], key: str) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
+def _merged(request: Mapping[str, Any] | None, options: Mapping[str, Any]) -> dict[str, Any]:
+    return {**(request or {}), **options}
+
+
+def _process_form(
+    target: ImageSource,
+    source: ImageSource | None,
+    fields: Mapping[str, Any],
+    filename: str | None,
+) -> dict[str, Any]:
+    """The FaceFusion API's form: `target`, `source` when given, the request as JSON (left out
+    when empty, so the server's default request applies)."""
+    files = {"target": _upload(target, filename, default="target")}
+    if source is not None:
+        files["source"] = _upload(source, None, default="source")
+    data = {"request": json.dumps(dict(fields), separators=(",", ":"))} if fields else {}
+    return {"files": files, "data": data}
+
+
+def _completed(body: dict[str, Any]) -> dict[str, Any]:
+    """A synchronous video's answer, or JobFailedError when its job did not complete."""
+    state = _answer_field(body, "status", str, "video")
+    if state != "completed":
+        job_id = str(body.get("job_id", ""))
+        raise JobFailedError(f"job {job_id} {state}", job_id=job_id, job_status=state)
+    return body
+
+
+def _answer_field(body: Mapping[str, Any], key: str, kind: type[Any], what: str) -> Any:
+    try:
+        return _field(body, key, kind)
+    except KeyError:
+        raise ServerError(f"the gateway's {what} answer lacks {key!r}") from None
+    except TypeError as exc:
+        raise ServerError(f"the gateway's {what} answer is malformed: {exc}") from None
+
+
+def _output_name(output: str) -> str:
+    """An output's file name, from itself, an output_path or a result_url, as one URL segment
+    (names are server-made; never let one add a path)."""
+    name = _last_segment(output)
+    if name in ("", ".", ".."):
+        raise ValueError(f"not an output name: {output!r}")
+    return quote(name, safe="")
+
+
+def _last_segment(url: str) -> str:
+    return url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+
 def _segment(job_id: str) -> str:
     """A job id as one safe path segment (ids are server-made; never let one add a path)."""
     if not job_id or "/" in job_id or job_id in (".", ".."):
@@ -506,22 +683,33 @@ def _segment(job_id: str) -> str:
     return job_id
 
 
-def _json_body(response: httpx.Response) -> dict[str, Any]:
+def _json_value(response: httpx.Response) -> Any:
     try:
-        body = response.json()
+        return response.json()
     except ValueError as exc:
         raise ServerError(
             f"the gateway answered {response.status_code} without JSON",
             status=response.status_code,
         ) from exc
+
+
+def _json_body(response: httpx.Response) -> dict[str, Any]:
+    body = _json_value(response)
     if not isinstance(body, dict):
+        raise ServerError("the gateway answered with unexpected JSON", status=response.status_code)
+    return body
+
+
+def _json_list(response: httpx.Response) -> list[dict[str, Any]]:
+    body = _json_value(response)
+    if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
         raise ServerError("the gateway answered with unexpected JSON", status=response.status_code)
     return body
 
 
 def _download_name(response: httpx.Response, url: str) -> str:
     match = _FILENAME.search(response.headers.get("content-disposition", ""))
-    name = unquote(match.group(1)) if match else url.rstrip("/").rsplit("/", 1)[-1]
+    name = unquote(match.group(1)) if match else _last_segment(url)
     cleaned = Path(name.replace("\\", "/")).name
     return cleaned if cleaned not in ("", ".", "..") else "result"
 

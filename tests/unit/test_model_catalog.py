@@ -10,7 +10,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export.models.realesrgan import SR_PROFILE
-from gateway.faces.align import FFHQ_SIZE
+from gateway.faces import swap_sessions
+from gateway.faces.align import ARCFACE_SIZE, FFHQ_SIZE
+from gateway.faces.swap_pipeline import EMBEDDING_SIZE, SWAPPER_SIZE
 from gateway.faces.triton_sessions import (
     DETECTOR_INPUTS,
     DETECTOR_OUTPUTS,
@@ -122,3 +124,20 @@ def test_each_model_says_the_execution_provider_its_config_asks_for():
 
 def test_an_ensemble_reports_the_providers_of_every_step():
     assert CATALOG.executions("restore_gfpgan_v1_4") == ["cpu", "openvino"]
+
+
+def test_the_swap_sessions_send_and_read_what_the_committed_configs_declare():
+    embedder = facts(swap_sessions.EMBEDDER)
+    assert embedder.input(swap_sessions.EMBEDDER_INPUT).dims == (ARCFACE_SIZE, ARCFACE_SIZE, 3)
+    assert embedder.input(swap_sessions.EMBEDDER_INPUT).datatype == "UINT8"
+    assert embedder.output(swap_sessions.EMBEDDER_OUTPUT).dims == (EMBEDDING_SIZE,)
+    latent = facts(swap_sessions.LATENT_MODEL)
+    assert latent.input(swap_sessions.LATENT_INPUT).dims == (EMBEDDING_SIZE,)
+    assert latent.output(swap_sessions.LATENT_OUTPUT).dims == (EMBEDDING_SIZE,)
+    swapper = facts(swap_sessions.SWAPPER)
+    assert swapper.input(swap_sessions.SWAPPER_TARGET).dims == (SWAPPER_SIZE, SWAPPER_SIZE, 3)
+    assert swapper.input(swap_sessions.SWAPPER_TARGET).datatype == "UINT8"
+    assert swapper.input(swap_sessions.SWAPPER_SOURCE).dims == (EMBEDDING_SIZE,)
+    assert swapper.output(swap_sessions.SWAPPER_OUTPUT).dims == (SWAPPER_SIZE, SWAPPER_SIZE, 3)
+    for model in swap_sessions.SWAP_MODELS:
+        assert facts(model).max_batch_size >= 1

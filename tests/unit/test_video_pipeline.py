@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -24,6 +23,7 @@ from gateway.video.pipeline import VideoOptions, VideoResult, process_video
 from gateway.video.probe import VideoInfo, VideoLimits, probe_video
 from gateway.video.reader import to_rgb, upright
 from gateway.video.writer import VideoWriter
+from tests.videos import VFR_GAPS, write_tone, write_video
 
 Image = npt.NDArray[np.uint8]
 
@@ -32,7 +32,6 @@ FRAMES, FPS = 60, 30
 SAMPLE_RATE = 48_000
 AAC_FRAME_S = 1024 / SAMPLE_RATE
 OPUS_FRAME_S = 0.020
-VFR_GAPS = (2000, 3000, 6000)  # 22, 33 and 67 ms in a 1/90000 time base
 
 
 # Sample videos -------------------------------------------------------------------------
@@ -65,51 +64,19 @@ class Sample:
 
 
 def write_sample(path: Path, sample: Sample) -> None:
-    options = {"movflags": "+faststart"} if sample.faststart else {}
-    with av.open(str(path), "w", format=sample.container, options=options) as output:
-        video = output.add_stream(sample.video_codec, rate=FPS)
-        assert isinstance(video, av.VideoStream)
-        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        time_base = Fraction(1, 90_000) if sample.vfr else Fraction(1, FPS)
-        video.codec_context.time_base = time_base
-        audio = (
-            output.add_stream(sample.audio_codec, rate=sample.audio_rate)
-            if sample.audio_codec
-            else None
-        )
-        if isinstance(audio, av.AudioStream):
-            audio.layout = sample.layout
-        pts = 0
-        for index in range(FRAMES):
-            frame = av.VideoFrame.from_ndarray(pattern(index), format="rgb24")
-            gap = VFR_GAPS[index % 3] if sample.vfr else 1
-            frame.pts, frame.duration, frame.time_base = pts, gap, time_base
-            pts += gap
-            output.mux(video.encode(frame))
-        output.mux(video.encode(None))
-        if isinstance(audio, av.AudioStream):
-            write_tone(output, audio, float(pts * time_base), delay_s=sample.audio_delay_s)
-
-
-def write_tone(
-    output: av.container.OutputContainer,
-    audio: av.AudioStream,
-    seconds: float,
-    *,
-    delay_s: float = 0.0,
-) -> None:
-    """A 440 Hz tone from `delay_s` to `seconds`, in the stream's rate and layout."""
-    rate, channels = audio.sample_rate, audio.layout.nb_channels
-    first, total = round(delay_s * rate), round(seconds * rate)
-    for start in range(first, total, 1024):
-        t = np.arange(start, min(start + 1024, total)) / rate
-        samples = np.repeat(
-            (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None], channels, 0
-        )
-        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=audio.layout.name)
-        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
-        output.mux(audio.encode(frame))
-    output.mux(audio.encode(None))
+    write_video(
+        path,
+        [pattern(index) for index in range(FRAMES)],
+        fps=FPS,
+        container=sample.container,
+        video_codec=sample.video_codec,
+        audio_codec=sample.audio_codec,
+        vfr=sample.vfr,
+        faststart=sample.faststart,
+        audio_rate=sample.audio_rate,
+        audio_delay_s=sample.audio_delay_s,
+        layout=sample.layout,
+    )
 
 
 SAMPLES = {
