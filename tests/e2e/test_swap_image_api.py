@@ -17,7 +17,7 @@ from PIL import Image
 from tests.e2e.conftest import astronaut_png, photo_bytes
 from tests.photos import group_photo_jpeg
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.integration
 SWAP = json.dumps({"processors": ["face_swapper"], "execution_providers": ["cpu"]})
 
 

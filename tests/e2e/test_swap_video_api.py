@@ -16,7 +16,7 @@ from PIL import Image
 from tests.e2e.conftest import astronaut_png
 from tests.videos import read_video, write_video
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.integration
 FPS = 12
 FRAMES = 18
 
