@@ -1,6 +1,7 @@
 """`facet`: Facet's command line. Upscale images straight through Triton (gRPC, tiled on this
 machine) or through the REST gateway (a queued job, optionally restoring faces), restore the faces
-of a photo with GFPGAN through the gateway, list Triton's models, follow or cancel jobs.
+of a photo with GFPGAN through the gateway, swap a face into a photo or a video (the gateway's
+FaceFusion API), list Triton's models or the gateway's processors, follow or cancel jobs.
 
 Exit codes: 0 success, 1 the server failed or could not be reached, 2 bad usage or bad input
 (unreadable image, unknown job or model, a request the server refused), 130 interrupted.
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from clients.rest import FacetRestClient, Restoration
+    from clients.rest import FacetRestClient, Restoration, StatusCallback
     from gateway.imageio import DecodedImage, ImageFormat
 
 PROG: Final = "facet"
@@ -39,6 +40,9 @@ DEFAULT_MODEL: Final = "realesrgan_x4plus"
 DEFAULT_TIMEOUT_S: Final = 600.0
 FACE_MODEL: Final = "gfpgan_v1_4"
 DETECTORS: Final = ("mtcnn", "scrfd")
+# A video swap runs as a job of about a second a frame on 2 CPU cores: wait up to an hour.
+SWAP_TIMEOUT_S: Final = 3600.0
+SCALE_PERCENT_RANGE: Final = (10, 400)  # the FaceFusion API's output_*_scale bounds
 SPINNER_FRAMES: Final = "|/-\\"
 SPINNER_TICK_S: Final = 0.125
 # Local files are not uploads: allow more than the gateway does, but stay clear of a 4×
@@ -62,8 +66,8 @@ EXIT_INTERRUPTED: Final = 130
 DESCRIPTION = """\
 Facet's command line: image super-resolution with Real-ESRGAN served by Triton Inference Server,
 either straight through Triton (gRPC, tiled on this machine) or through the REST gateway (jobs),
-and face restoration with GFPGAN v1.4 through the gateway (`facet restore`, or `facet upscale
---face-enhance`).
+face restoration with GFPGAN v1.4 through the gateway (`facet restore`, or `facet upscale
+--face-enhance`), and face swapping in photos and videos through the gateway (`facet swap`).
 
 Exit codes: 0 ok, 1 server error or unreachable, 2 usage or bad input, 130 interrupted.
 Environment: FACET_TRITON_URL (default 127.0.0.1:8001) and FACET_GATEWAY_URL (default
@@ -75,7 +79,10 @@ examples:
   facet upscale photo.jpg -o photo_x2.jpg --scale 2 --via rest
   facet upscale group.jpg -o group_x2.png --scale 2 --face-enhance
   facet restore damaged_photo.jpg -o restored.png --upscale 2
+  facet swap group.jpg --source face.jpg -o swapped.jpg
+  facet swap clip.mp4 --source face.jpg -o clip_swapped.mp4 --enhance
   facet models --url 127.0.0.1:8001
+  facet processors
   facet status 6b0f4c1e9a5d4e0c8f4f2b7a1d3c5e7f
   facet cancel 6b0f4c1e9a5d4e0c8f4f2b7a1d3c5e7f
   facet <command> --help      (every command explains its options)"""
@@ -179,6 +186,48 @@ examples:
   facet restore portrait.png --only-center-face --background-enhance --url http://gateway:8000
   facet restore photo.webp -o out.png --detector scrfd --detector-score 0.5"""
 
+SWAP_DESCRIPTION = """\
+Swap the face of --source into the faces of TARGET, a photo or a video, through the gateway
+(the FaceFusion API). TARGET is told apart by its bytes: a JPEG, PNG or WebP goes to POST
+/process/image and is answered at once (a spinner turns meanwhile); an MP4, MOV, M4V, MKV, WebM
+or AVI goes to POST /process/video as a queued job ("async": true), followed with a progress
+bar on the job's progress (Ctrl-C cancels the job). The result is downloaded (GET
+/download/{filename}) and then deleted from the server, unless --keep.
+
+Every face is detected (MTCNN by default), aligned, swapped by inswapper_128 with the source
+face's ArcFace identity, and pasted back; pixels away from the faces are left as they were.
+Each option below is a FaceFusion option, its name in parentheses; options left out are not
+sent, so the gateway's defaults apply. Then one line is printed: the file written, what it
+holds, faces detected and swapped, and the seconds taken.
+
+Photos keep their format (and transparency); an -o with another image extension (.png, .jpg,
+.jpeg, .webp) is converted here. Videos keep their sound and timestamps, and come back as MP4
+(H.264), or WebM (VP9) for a WebM target, so -o ends in .mp4 (.webm for a WebM). Without -o the
+result goes next to TARGET as <name>_swapped.<ext>.
+
+Weights and licences: inswapper_128, ArcFace w600k_r50 and SCRFD are insightface's models, for
+non-commercial research only, and are NOT bundled with Facet. A server uses them only when its
+operator installed their official files; otherwise it runs synthetic weights, its swapped faces
+are not meaningful, and its answer carries a warning saying so, printed on stderr as
+"facet: warning: ...". The same holds for GFPGAN (--enhance)."""
+
+SWAP_EXAMPLES = """\
+examples:
+  facet swap group.jpg --source face.jpg -o swapped.jpg
+  facet swap portrait.png --source face.jpg --selector one --pixel-boost 256 --enhance
+  facet swap clip.mp4 --source face.jpg -o clip_swapped.mp4 --fps 24 --scale 50
+  facet swap clip.webm --source face.png --detector scrfd --score 0.6 --url http://gateway:8000"""
+
+PROCESSORS_DESCRIPTION = """\
+List the gateway's face processors (face_swapper, face_enhancer, frame_enhancer) and whether
+each can run now, i.e. every model it calls is ready in Triton, with the warning of one whose
+models run on synthetic weights. Exits 0 whenever the gateway answered."""
+
+PROCESSORS_EXAMPLES = """\
+examples:
+  facet processors
+  facet processors --json --url http://gateway:8000"""
+
 
 class UsageError(Exception):
     """Bad arguments or bad input found after parsing: exit 2 with the message."""
@@ -235,6 +284,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def scale_percent(text: str) -> int:
+    value = _int(text)
+    low, high = SCALE_PERCENT_RANGE
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+    return value
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -253,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_cancel(commands)
     add_health(commands)
     add_restore(commands)
+    add_swap(commands)
+    add_processors(commands)
     return parser
 
 
@@ -468,6 +527,129 @@ def add_restore(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.set_defaults(handler=run_restore)
 
 
+def add_swap(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        commands,
+        "swap",
+        "swap a face into a photo or a video (gateway, FaceFusion API)",
+        SWAP_DESCRIPTION,
+        SWAP_EXAMPLES,
+    )
+    parser.add_argument(
+        "target",
+        type=Path,
+        metavar="TARGET",
+        help="the photo (JPEG, PNG, WebP) or video (MP4, MOV, M4V, MKV, WebM, AVI) whose faces "
+        "are replaced, told apart by its bytes (target)",
+    )
+    parser.add_argument(
+        "--source",
+        type=Path,
+        required=True,
+        metavar="FACE",
+        help="a photo of the face to swap in; its largest face is used (source)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="where to write the result (default: <TARGET>_swapped.<ext> next to TARGET)",
+    )
+    _add_swap_processing(parser)
+    _add_swap_detection(parser)
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the result on the server after downloading it (it expires there anyway)",
+    )
+    _add_rest_options(parser, json_output=False)
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=SWAP_TIMEOUT_S,
+        help="seconds to wait for a photo's answer, or for a video's job "
+        f"(default: {SWAP_TIMEOUT_S:g})",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
+    parser.set_defaults(handler=run_swap)
+
+
+def _add_swap_processing(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--enhance",
+        action="store_true",
+        help="then restore the swapped faces with GFPGAN v1.4, blended 80%% (processor "
+        "face_enhancer)",
+    )
+    parser.add_argument(
+        "--frame-enhance",
+        action="store_true",
+        help="then sharpen whole frames with Real-ESRGAN, blended 80%% (processor frame_enhancer)",
+    )
+    parser.add_argument(
+        "--weight",
+        type=unit_float,
+        help="identity blend, 0 to 1: 0.5 is the source face alone, lower keeps some of the "
+        "target's, higher pushes away from it (face_swapper_weight; default: 0.5)",
+    )
+    parser.add_argument(
+        "--selector",
+        choices=("many", "one", "reference"),
+        help="which faces are swapped: many = every face, one = the largest, reference = those "
+        "like the largest face of the photo (a video's first frame) (face_selector_mode; "
+        "default: many)",
+    )
+    parser.add_argument(
+        "--pixel-boost",
+        type=int,
+        choices=(128, 256, 512),
+        help="side of the aligned face the swapper works on: 256 or 512 run the 128² model on "
+        "4 or 16 sub-crops, for detail at 4× or 16× the work (face_swapper_pixel_boost; "
+        "default: 128)",
+    )
+    parser.add_argument(
+        "--scale",
+        type=scale_percent,
+        metavar="PERCENT",
+        help="output size in percent of the target's, 10 to 400 (output_image_scale, "
+        "output_video_scale; default: 100)",
+    )
+    parser.add_argument(
+        "--fps",
+        type=positive_float,
+        metavar="N",
+        help="videos only: the output's frame rate; left out, every frame and its timestamp "
+        "are kept (output_video_fps)",
+    )
+
+
+def _add_swap_detection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        help="face detector: mtcnn (real weights) or scrfd (insightface; non-commercial "
+        "research only, synthetic unless installed) (face_detector_model; default: mtcnn)",
+    )
+    parser.add_argument(
+        "--score",
+        type=unit_float,
+        help="lowest detection score kept, 0 to 1; lower finds more, and less certain, faces "
+        "(face_detector_score; default: 0.5)",
+    )
+
+
+def add_processors(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        commands,
+        "processors",
+        "list the gateway's face processors and availability",
+        PROCESSORS_DESCRIPTION,
+        PROCESSORS_EXAMPLES,
+    )
+    _add_rest_options(parser, json_output=True)
+    parser.set_defaults(handler=run_processors)
+
+
 # Entry point -----------------------------------------------------------------------------------
 
 
@@ -671,17 +853,12 @@ def upscale_rest(args: argparse.Namespace, target: ImageFormat | None) -> int:
         )
         job_id = str(accepted["job_id"])
         _note(f"job {job_id} queued (estimated {accepted.get('estimated_time', '?')})")
-        try:
-            with _progress_bar(args, total=100, unit="%", desc="queued") as bar:
-
-                def show(body: dict[str, Any]) -> None:
-                    bar.set_description(str(body.get("status", "")), refresh=False)
-                    bar.update(int(body.get("progress") or 0) - bar.n)
-
-                final = client.wait(job_id, timeout_s=args.timeout, progress=show)
-        except KeyboardInterrupt:  # the bar is closed by now, so the note reads cleanly
-            _cancel_quietly(client, job_id)
-            raise
+        final = _follow_job(
+            client,
+            job_id,
+            args,
+            lambda show: client.wait(job_id, timeout_s=args.timeout, progress=show),
+        )
         result_url = str(final["result_url"])
         output = _save_result(client, result_url, args, target)
     seconds = time.monotonic() - started
@@ -707,6 +884,26 @@ def _warn(warning: object) -> None:
         _note(f"{PROG}: warning: {warning}")
 
 
+def _follow_job(
+    client: FacetRestClient,
+    job_id: str,
+    args: argparse.Namespace,
+    wait: Callable[[StatusCallback], dict[str, Any]],
+) -> dict[str, Any]:
+    """Run `wait` with a bar drawn from the job's progress; Ctrl-C cancels the job."""
+    try:
+        with _progress_bar(args, total=100, unit="%", desc="queued") as bar:
+
+            def show(body: dict[str, Any]) -> None:
+                bar.set_description(str(body.get("status", "")), refresh=False)
+                bar.update(int(body.get("progress") or 0) - bar.n)
+
+            return wait(show)
+    except KeyboardInterrupt:  # the bar is closed by now, so the note reads cleanly
+        _cancel_quietly(client, job_id)
+        raise
+
+
 def _cancel_quietly(client: FacetRestClient, job_id: str) -> None:
     try:
         client.cancel(job_id)
@@ -719,25 +916,39 @@ def _save_result(
     client: FacetRestClient, result_url: str, args: argparse.Namespace, target: ImageFormat | None
 ) -> Path:
     """Download the result; re-encode it when -o asks for another format than the gateway's."""
-    from gateway.imageio import sniff_format
-
-    directory = (args.output or args.input).parent
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".facet-", dir=directory) as scratch:
+    with _scratch_beside(args.output or args.input) as scratch:
         downloaded = client.download(result_url, scratch)
         if args.output is None:  # keep the gateway's own file name and format
             output = args.input.with_name(downloaded.name)
             os.replace(downloaded, output)
             return Path(output)
+        return _place(downloaded, args.output, target)
+
+
+@contextmanager
+def _scratch_beside(path: Path) -> Iterator[Path]:
+    """A temporary folder in `path`'s folder: a download renamed from there never crosses
+    file systems, and nothing is left behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".facet-", dir=path.parent) as scratch:
+        yield Path(scratch)
+
+
+def _place(downloaded: Path, output: Path, target: ImageFormat | None) -> Path:
+    """Move a downloaded file to `output`, re-encoded first when `target` names another image
+    format than the file's."""
+    from gateway.imageio import sniff_format
+
+    if target is not None:
         data = downloaded.read_bytes()
-        if target is None or sniff_format(data) == target:
-            os.replace(downloaded, args.output)
-            return Path(args.output)
-        decoded = _decode(data, "the result", max_pixels=RESULT_MAX_PIXELS)
-        _write_image(
-            args.output, decoded.rgb, decoded.alpha, target, grayscale=decoded.was_grayscale
-        )
-        return Path(args.output)
+        if sniff_format(data) != target:
+            decoded = _decode(data, "the result", max_pixels=RESULT_MAX_PIXELS)
+            _write_image(
+                output, decoded.rgb, decoded.alpha, target, grayscale=decoded.was_grayscale
+            )
+            return output
+    os.replace(downloaded, output)
+    return output
 
 
 def _describe_file(path: Path) -> str:
@@ -974,3 +1185,189 @@ def _describe_faces(restoration: Restoration) -> str:
     if detected is None or restored is None:
         return "faces not counted by the server"
     return f"{detected} face{'s' if detected != 1 else ''} detected, {restored} restored"
+
+
+# swap, processors ------------------------------------------------------------------------------
+
+
+def run_swap(args: argparse.Namespace) -> int:
+    from clients.rest import FacetRestClient
+
+    url = _gateway_url(args.url)
+    target, face = _read_input(args.target), _read_input(args.source)
+    container = _video_container(target, args.target)
+    fields = _swap_fields(args, video=container is not None)
+    if container is None:
+        fmt = _output_format(args.output)
+        with FacetRestClient(url) as client:
+            return swap_image(client, args, target, face, fields, fmt)
+    _check_video_output(args.output, container)
+    with FacetRestClient(url) as client:
+        return swap_video(client, args, target, face, fields)
+
+
+def _video_container(data: bytes, path: Path) -> str | None:
+    """None for a photo, else the video's container, both named from the bytes as the gateway
+    names them (so nothing is uploaded that it would refuse)."""
+    from gateway.errors import FacetError
+    from gateway.imageio import sniff_format
+    from gateway.video.sniff import HEAD_BYTES, sniff_container
+
+    try:
+        sniff_format(data)
+        return None
+    except FacetError:
+        pass
+    try:
+        return sniff_container(data[:HEAD_BYTES])
+    except FacetError as exc:
+        raise UsageError(
+            f"{path}: not a JPEG, PNG or WebP photo; as a video: {exc.detail}"
+        ) from None
+
+
+def _check_video_output(output: Path | None, container: str) -> None:
+    """The gateway writes a WebM target as WebM and every other video as MP4; an -o named
+    otherwise would be refused only after the whole video was processed."""
+    if output is None:
+        return
+    suffix = ".webm" if container == "webm" else ".mp4"
+    if output.suffix.lower() != suffix:
+        raise UsageError(
+            f"the gateway returns this video as {suffix[1:].upper()}: end -o in {suffix}"
+        )
+    if output.is_dir():
+        raise UsageError(f"{output} is a directory; give a file name")
+
+
+def _swap_fields(args: argparse.Namespace, *, video: bool) -> dict[str, Any]:
+    """The ProcessRequest fields asked for on the command line, in FaceFusion's names."""
+    if args.fps is not None and not video:
+        raise UsageError("--fps applies to videos only")
+    processors = ["face_swapper"]
+    processors += ["face_enhancer"] if args.enhance else []
+    processors += ["frame_enhancer"] if args.frame_enhance else []
+    fields: dict[str, Any] = {"processors": processors}
+    for name, value in (
+        ("face_swapper_weight", args.weight),
+        ("face_selector_mode", args.selector),
+        ("face_swapper_pixel_boost", args.pixel_boost),
+        ("output_video_scale" if video else "output_image_scale", args.scale),
+        ("output_video_fps", args.fps),
+        ("face_detector_model", args.detector),
+        ("face_detector_score", args.score),
+    ):
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
+def swap_image(
+    client: FacetRestClient,
+    args: argparse.Namespace,
+    target: bytes,
+    face: bytes,
+    fields: dict[str, Any],
+    fmt: ImageFormat | None,
+) -> int:
+    started = time.monotonic()
+    with _spinner(args, "swapping faces"):
+        answer = client.process_image(
+            target, face, fields, filename=args.target.name, timeout_s=args.timeout
+        )
+    output = _save_swapped(client, str(answer["output_path"]), args, fmt)
+    print(
+        f"{output}: {_describe_file(output)}, {_describe_swaps(answer)} via the gateway "
+        f"(job {answer.get('job_id')}, {time.monotonic() - started:.1f} s)"
+    )
+    _report_swap(answer)
+    return EXIT_OK
+
+
+def swap_video(
+    client: FacetRestClient,
+    args: argparse.Namespace,
+    target: bytes,
+    face: bytes,
+    fields: dict[str, Any],
+) -> int:
+    started = time.monotonic()
+    with _spinner(args, "uploading"):
+        job_id = client.process_video(
+            target,
+            face,
+            fields,
+            asynchronous=True,
+            filename=args.target.name,
+            timeout_s=args.timeout,
+        )
+    _note(f"job {job_id} queued")
+    final = _follow_job(
+        client,
+        job_id,
+        args,
+        lambda show: client.wait_for_video(job_id, on_progress=show, timeout_s=args.timeout),
+    )
+    output = _save_swapped(client, str(final["output_path"]), args, None)
+    outcome = final.get("outcome") or {}
+    print(
+        f"{output}: {_describe_video(outcome)}, {_describe_swaps(outcome)} via the gateway "
+        f"(job {job_id}, {time.monotonic() - started:.1f} s)"
+    )
+    _report_swap({**outcome, "warning": final.get("warning")})
+    return EXIT_OK
+
+
+def _save_swapped(
+    client: FacetRestClient, output_path: str, args: argparse.Namespace, fmt: ImageFormat | None
+) -> Path:
+    """Download the result (a photo converted when -o asks for another format), then delete the
+    server's copy unless --keep."""
+    with _scratch_beside(args.output or args.target) as scratch:
+        downloaded = client.download_output(output_path, scratch)
+        default = args.target.with_name(f"{args.target.stem}_swapped{downloaded.suffix}")
+        output = _place(downloaded, args.output or default, fmt)
+    if not args.keep:
+        try:
+            client.delete_output(output_path)
+        except FacetClientError as exc:
+            _note(f"{PROG}: note: the result stays on the server: {exc.detail}")
+    return output
+
+
+def _describe_video(outcome: dict[str, Any]) -> str:
+    size, frames = outcome.get("size") or ["?", "?"], outcome.get("frames", "?")
+    sound = {"copied": "sound copied", "re-encoded": "sound re-encoded"}
+    return (
+        f"{size[0]}×{size[1]} {outcome.get('video_codec', '?')}, {frames} frames at "
+        f"{outcome.get('fps', '?')} fps, {sound.get(str(outcome.get('audio')), 'no sound')}"
+    )
+
+
+def _describe_swaps(counts: dict[str, Any]) -> str:
+    detected, swapped = counts.get("faces_detected"), counts.get("faces_processed")
+    if detected is None or swapped is None:
+        return "faces not counted by the server"
+    return f"{detected} face{'s' if detected != 1 else ''} detected, {swapped} swapped"
+
+
+def _report_swap(answer: dict[str, Any]) -> None:
+    _warn(answer.get("warning"))
+    if answer.get("faces_processed") == 0:
+        _note(f"{PROG}: note: no face was swapped; a lower --score finds less clear ones")
+
+
+def run_processors(args: argparse.Namespace) -> int:
+    from clients.rest import FacetRestClient
+
+    with FacetRestClient(args.url) as client:
+        listed = client.processors()
+    if args.json:
+        print(json.dumps(listed, indent=2))
+        return EXIT_OK
+    table = [("PROCESSOR", "AVAILABLE", "WARNING")]
+    for processor in listed:
+        available = "yes" if processor.get("available") else "no"
+        table.append((str(processor.get("name")), available, str(processor.get("warning") or "-")))
+    print(format_table(table))
+    return EXIT_OK

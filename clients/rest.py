@@ -429,7 +429,7 @@ class FacetRestClient:
         (a model used has synthetic weights). Fetch the file with `download_output`.
         """
         form = _process_form(target, source, _merged(request, options), filename)
-        return self._json("POST", "/process/image", timeout_s=timeout_s, **form)
+        return _with_output(self._json("POST", "/process/image", timeout_s=timeout_s, **form))
 
     @overload
     def process_video(
@@ -502,9 +502,10 @@ class FacetRestClient:
         output_path and result_url, `outcome` (frames, faces_detected, faces_processed,
         execution_providers) and `warning`.
         """
-        return self.wait(
+        final = self.wait(
             job_id, timeout_s=timeout_s, progress=on_progress, poll_interval_s=poll_interval_s
         )
+        return _with_output(final)
 
     def download_output(
         self, output: str, dest: str | os.PathLike[str], *, cleanup: bool = False
@@ -641,8 +642,11 @@ def _process_form(
     files = {"target": _upload(target, filename, default="target")}
     if source is not None:
         files["source"] = _upload(source, None, default="source")
-    data = {"request": json.dumps(dict(fields), separators=(",", ":"))} if fields else {}
-    return {"files": files, "data": data}
+    if not fields:
+        return {"files": files, "data": {}}
+    # allow_nan=False: NaN and Infinity are not JSON, and the gateway refuses them.
+    text = json.dumps(dict(fields), separators=(",", ":"), allow_nan=False)
+    return {"files": files, "data": {"request": text}}
 
 
 def _completed(body: dict[str, Any]) -> dict[str, Any]:
@@ -651,6 +655,12 @@ def _completed(body: dict[str, Any]) -> dict[str, Any]:
     if state != "completed":
         job_id = str(body.get("job_id", ""))
         raise JobFailedError(f"job {job_id} {state}", job_id=job_id, job_status=state)
+    return _with_output(body)
+
+
+def _with_output(body: dict[str, Any]) -> dict[str, Any]:
+    """A finished swap's answer, checked to name its output (what a caller downloads next)."""
+    _answer_field(body, "output_path", str, "face swap")
     return body
 
 

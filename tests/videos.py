@@ -85,18 +85,25 @@ def write_tone(
 def read_video(path: Path) -> tuple[list[float], list[Image], float | None]:
     """Each frame's time in seconds, the frames, and where the audio stream ends (None: no
     audio)."""
+    times: list[float] = []
+    images: list[Image] = []
     with av.open(str(path)) as container:
         video = container.streams.video[0]
-        times, images = [], []
         for frame in container.decode(video):
-            times.append(float(frame.pts * frame.time_base))
-            images.append(frame.to_ndarray(format="rgb24"))
+            times.append(float((frame.pts or 0) * (frame.time_base or 0)))
+            images.append(np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8))
+    return times, images, audio_end(path)
+
+
+def audio_end(path: Path) -> float | None:
+    """Where the first audio stream's last packet ends, in seconds (None: no audio)."""
     with av.open(str(path)) as container:
         if not container.streams.audio:
-            return times, images, None
+            return None
         stream = container.streams.audio[0]
+        base = stream.time_base or Fraction(1, SAMPLE_RATE)
         end = 0.0
         for packet in container.demux(stream):
             if packet.pts is not None and packet.duration:
-                end = max(end, float((packet.pts + packet.duration) * stream.time_base))
-        return times, images, end
+                end = max(end, float((packet.pts + packet.duration) * base))
+        return end
