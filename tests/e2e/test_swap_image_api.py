@@ -149,3 +149,52 @@ def test_face_enhancer_alone_needs_no_source(swap_gateway):
         response = post_image(client, astronaut_png(), None, request)
     assert response.status_code == 200, response.text
     assert response.json()["faces_processed"] == 1
+
+
+SEED_PYTHON_EXAMPLE = '''
+import requests
+
+# API endpoint
+API_URL = "http://localhost:8000"
+
+# Process image
+with open("target.jpg", "rb") as target_file, \\
+     open("source.jpg", "rb") as source_file:
+
+    files = {
+        "target": target_file,
+        "source": source_file
+    }
+
+    data = {
+        "request": '{"processors":["face_swapper"],"execution_providers":["cpu"]}'
+    }
+
+    response = requests.post(f"{API_URL}/process/image", files=files, data=data)
+    result = response.json()
+
+    print(f"Job ID: {result['job_id']}")
+    print(f"Status: {result['status']}")
+
+    if result['status'] == 'completed':
+        # Download result
+        output_filename = result['output_path'].split('/')[-1]
+        output_response = requests.get(f"{API_URL}/download/{output_filename}")
+
+        with open("result.jpg", "wb") as f:
+            f.write(output_response.content)
+
+        print("Result saved to result.jpg")
+'''
+
+
+def test_the_seeds_python_client_example_runs_unchanged_but_for_the_port(
+    swap_gateway, group_jpeg, tmp_path, monkeypatch
+):
+    (tmp_path / "target.jpg").write_bytes(group_jpeg)
+    (tmp_path / "source.jpg").write_bytes(astronaut_png())
+    monkeypatch.chdir(tmp_path)
+    code = SEED_PYTHON_EXAMPLE.replace("http://localhost:8000", swap_gateway.url)
+    exec(compile(code, "seed_001_python_example", "exec"), {})
+    result = decode((tmp_path / "result.jpg").read_bytes())
+    assert result.shape == decode(group_jpeg).shape
