@@ -19,12 +19,12 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Literal, Self, overload
+from typing import Any, Final, Literal, overload
 from urllib.parse import quote, unquote
 
 import httpx
 
+from clients.closing import ClosesOnExit
 from clients.errors import (
     BadRequestError,
     DeadlineExceededError,
@@ -172,7 +172,7 @@ def _read_error_body(response: httpx.Response) -> tuple[str, str | None]:
     return detail, code if isinstance(code, str) else None
 
 
-class FacetRestClient:
+class FacetRestClient(ClosesOnExit):
     """Blocking client of the gateway at `base_url`; use as a context manager or `close()`.
 
     `max_retries` bounds how often one request is repeated after 429/503; a Retry-After longer
@@ -199,17 +199,6 @@ class FacetRestClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # The API ---------------------------------------------------------------------------------
 

@@ -19,14 +19,14 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import tritonclient.grpc as grpcclient
 import tritonclient.utils.shared_memory as shm
 
+from clients.closing import ClosesOnExit
 from clients.errors import (
     BadRequestError,
     DeadlineExceededError,
@@ -159,7 +159,7 @@ def map_grpc_error(exc: BaseException, *, url: str, model: str | None = None) ->
     return ServerError(f"Triton failed on {what}: {message}", code=code)
 
 
-class FacetTritonClient:
+class FacetTritonClient(ClosesOnExit):
     """Blocking client over one gRPC channel to Triton; use as a context manager or `close()`.
 
     Every method raises `FacetClientError` subclasses (never tritonclient's own exceptions);
@@ -180,17 +180,6 @@ class FacetTritonClient:
 
     def close(self) -> None:
         self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # Discovery -------------------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
+from clients.closing import ClosesOnExit
 from clients.errors import NotFoundError, UnavailableError
 from clients.gfpp.errors import SyntheticWeightsWarning
 from clients.gfpp.io.images import ImageInput, Pixels, to_array, write_image
@@ -47,7 +47,7 @@ class Prepared:
     ignored: list[str]
 
 
-class FacetGFPGANRestorer:
+class FacetGFPGANRestorer(ClosesOnExit):
     """Use `prepare()` once, then `restore()` any number of times; `close()` (or `with`) ends
     the connection. `restore()` before `prepare()` prepares with the same options, as the
     seed's adapter does."""
@@ -66,17 +66,6 @@ class FacetGFPGANRestorer:
         self._source = server
         self._session: FacetSession | None = None
         self._prepared: Prepared | None = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the connection this restorer opened (a session passed in stays open)."""
