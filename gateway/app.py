@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import __version__
 from gateway.body_limit import BodyLimit
-from gateway.errors import FacetError, PayloadTooLarge
+from gateway.errors import FacetError, PayloadTooLarge, UnsupportedMediaType
 from gateway.observability import GatewayMetrics
 from gateway.openapi import install_openapi
 from gateway.routes import downloads, process, restore, system, upscale
@@ -45,8 +46,16 @@ def validation_response(exc: RequestValidationError) -> JSONResponse:
     reasons = []
     for error in exc.errors():
         where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
-        reasons.append(f"{where}: {error.get('msg', 'invalid')}")
+        reasons.append(f"{where}: {_plain_message(str(error.get('msg', 'invalid')))}")
     return JSONResponse({"detail": "; ".join(reasons), "error": "BadRequest"}, status_code=400)
+
+
+def _plain_message(message: str) -> str:
+    """FastAPI's reason without Python reprs: a text field where a file belongs is reported
+    as "Expected UploadFile, received: <class 'str'>"."""
+    if "Expected UploadFile" in message:
+        return "must be a file (a multipart part with a filename), not a text field"
+    return re.sub(r"<class '([\w.]+)'>", r"\1", message)
 
 
 # Starlette's own refusals (form parsing, unknown paths, wrong methods) in the same body shape.
@@ -114,9 +123,24 @@ def upload_guard(settings: Settings) -> Callable[..., Awaitable[Response]]:
         limit = upload_limit(settings, request.url.path)
         if request.method == "POST" and length and length.isdigit() and int(length) > limit:
             return too_large_response(limit)
+        encoding = request.headers.get("content-encoding", "").strip().lower()
+        if request.method == "POST" and encoding not in ("", "identity"):
+            return compressed_body_response()
         return await call_next(request)
 
     return guard
+
+
+def compressed_body_response() -> JSONResponse:
+    """No body is inflated (a gzip bomb costs nothing): a compressed one is refused as such,
+    with RFC 7694's Accept-Encoding saying what is accepted. Limits count the bytes sent."""
+    error = UnsupportedMediaType(
+        "compressed request bodies (Content-Encoding) are not accepted; send the upload "
+        "uncompressed (images and videos are compressed already)"
+    )
+    response = error_response(error)
+    response.headers["accept-encoding"] = "identity"
+    return response
 
 
 def file_limit(settings: Settings, path: str) -> int:

@@ -80,11 +80,11 @@ async def process_image(
     services = services_of(http)
     parsed = parse_request(request)
     await services.swap.check(parsed, has_source=source is not None)
+    check_slots(services)  # before decoding: a request that will be refused costs nothing more
     limit = services.settings.max_upload_bytes
     target_image = await decode(services, await read_limited(target, limit))
     sources = [await decode(services, await read_limited(source, limit))] if source else []
-    if services.restore_slots.locked():
-        raise Overloaded("all face-processing slots are busy; try again shortly", retry_after=5)
+    check_slots(services)
     started = time.monotonic()
     stats = FrameStats()
     async with services.restore_slots:
@@ -111,6 +111,25 @@ async def process_image(
         execution_providers=services.swap.executions(parsed),
         warning=synthetic_warning(services.swap.synthetic_models(parsed)),
     )
+
+
+def check_slots(services: Services) -> None:
+    if services.restore_slots.locked():
+        raise slots_busy()
+
+
+def slots_busy() -> Overloaded:
+    return Overloaded("all face-processing slots are busy; try again shortly", retry_after=5)
+
+
+async def check_queue(services: Services) -> None:
+    """An early refusal before the video is stored and probed; `admit` makes the binding one."""
+    if await asyncio.to_thread(services.store.count_active) >= services.settings.max_pending_jobs:
+        raise queue_full()
+
+
+def queue_full() -> Overloaded:
+    return Overloaded("too many jobs are waiting; try again shortly", retry_after=30)
 
 
 async def decode(services: Services, data: bytes) -> DecodedImage:
@@ -172,6 +191,11 @@ async def process_video(
     services = services_of(http)
     parsed = parse_request(request)
     await services.swap.check(parsed, has_source=source is not None)
+    # Refused before the upload is stored, probed and the source's face computed in Triton.
+    if parsed.run_async:
+        await check_queue(services)
+    else:
+        check_slots(services)
     source_image = None
     if source is not None:
         source_image = await decode(
@@ -232,7 +256,7 @@ async def queue_video(
     )
     if job is None:
         services.files.remove(upload)
-        raise Overloaded("too many jobs are waiting; try again shortly", retry_after=30)
+        raise queue_full()
     services.queue.enqueue(job.id)
     return ProcessResponse(job_id=job.id, status="queued", status_url=f"/status/{job.id}")
 
@@ -248,7 +272,7 @@ async def run_video_now(
     queued one (its status and output outlive the request)."""
     if services.restore_slots.locked():
         services.files.remove(upload)
-        raise Overloaded("all face-processing slots are busy; try again shortly", retry_after=5)
+        raise slots_busy()
     job = await asyncio.to_thread(
         services.store.create, VIDEO_KIND, parameters, filename, str(upload), job_id=new_job_id()
     )

@@ -67,9 +67,15 @@ class ProcessRequest(BaseModel):
 def parse_request(text: str | None) -> ProcessRequest:
     """The `request` form field as a ProcessRequest; a 400 that names what is wrong."""
     try:
-        raw = json.loads(text if text not in (None, "") else DEFAULT_REQUEST)
+        raw = json.loads(
+            text if text not in (None, "") else DEFAULT_REQUEST, parse_constant=_no_constants
+        )
     except json.JSONDecodeError as exc:
         raise BadRequest(f"the 'request' field is not valid JSON: {exc.msg}") from exc
+    except RecursionError as exc:  # the C scanner recurses once per nested array or object
+        raise BadRequest("the 'request' field is nested too deeply to be a ProcessRequest") from exc
+    except ValueError as exc:  # Python refuses integers of over 4,300 digits
+        raise BadRequest("the 'request' field holds a number with too many digits") from exc
     if not isinstance(raw, dict):
         raise BadRequest("the 'request' field must be a JSON object")
     try:
@@ -80,12 +86,23 @@ def parse_request(text: str | None) -> ProcessRequest:
     return request
 
 
+def _no_constants(name: str) -> float:
+    """json.loads takes NaN, Infinity and -Infinity, which JSON (RFC 8259) does not have."""
+    raise BadRequest(f"the 'request' field is not valid JSON: {name} is not a JSON number")
+
+
 def describe_errors(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error["loc"]) or "request"
+        where = ".".join(_shown(p) for p in error["loc"]) or "request"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
+
+
+def _shown(part: str | int) -> str:
+    """A field name as the client sent it, cut short: an unknown key may be megabytes long."""
+    text = "".join(ch for ch in str(part) if ch.isprintable())
+    return text if len(text) <= 40 else f"{text[:40]}…"
 
 
 def check_names(request: ProcessRequest) -> None:
