@@ -16,7 +16,7 @@ from PIL import Image
 from tests.e2e.conftest import ROOT, astronaut_png, photo_bytes
 from tests.videos import read_video, write_video
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.integration
 FPS = 12
 FRAMES = 6
 QUEUED = re.compile(r"job (\S+) queued")

@@ -10,6 +10,7 @@ plain loop keeps the number of examples, the seed and the request rewriting expl
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +24,7 @@ from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from serving.launcher import TritonServer
-from tests.e2e.conftest import Gateway, make_gateway
+from tests.e2e.conftest import Gateway, astronaut_png, make_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +40,13 @@ OPERATIONS = [
     ("DELETE", "/job/{job_id}"),
     ("GET", "/results/{result_id}"),
     ("POST", "/restore"),
-    ("GET", "/download/{restoration_id}"),
+    ("GET", "/download/{name}"),
     ("POST", "/batch"),
     ("GET", "/batch/{batch_id}/status"),
+    ("POST", "/process/image"),
+    ("POST", "/process/video"),
+    ("GET", "/processors"),
+    ("DELETE", "/output/{filename}"),
 ]
 # Operations with nothing to make invalid, so they are fuzzed with valid requests only: no
 # parameter or body at all, or only an id in the path, which may be any string (schemathesis
@@ -53,8 +58,9 @@ ONLY_VALID_INPUT = {
     ("GET", "/status/{job_id}"),
     ("DELETE", "/job/{job_id}"),
     ("GET", "/results/{result_id}"),
-    ("GET", "/download/{restoration_id}"),
     ("GET", "/batch/{batch_id}/status"),
+    ("GET", "/processors"),
+    ("DELETE", "/output/{filename}"),
 }
 MAX_EXAMPLES = 25
 # POST /batch fetches its image_urls in a job. Generated URLs could name any host on the
@@ -76,11 +82,12 @@ FUZZ_SETTINGS = settings(
 
 @pytest.fixture(scope="module")
 def gateway(
-    face_triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
+    swap_triton: TritonServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
-    """One gateway for the module, on the Triton that also serves the face models, so /restore
-    and face_enhance can be ready; the settings are start_gateway's (rate limits off)."""
-    server = make_gateway(face_triton, tmp_path_factory.mktemp("fuzz_gateway"))
+    """One gateway for the module, on the Triton that also serves the face and swap models, so
+    /restore, face_enhance and the face swap can be ready; the settings are start_gateway's
+    (rate limits off)."""
+    server = make_gateway(swap_triton, tmp_path_factory.mktemp("fuzz_gateway"))
     server.start()
     yield server
     server.stop()
@@ -109,18 +116,41 @@ def small_png(level: int) -> bytes:
 # Generated file parts are random bytes: they stop at the decoder (400/415). These operations
 # are fuzzed a second time with every file part replaced by a real PNG, so the generated form
 # fields reach the work behind the decoder (detection, restoration, queued jobs, metrics).
-UPLOADS = [("POST", "/upscale"), ("POST", "/restore"), ("POST", "/metrics")]
+UPLOADS = [
+    ("POST", "/upscale"),
+    ("POST", "/restore"),
+    ("POST", "/metrics"),
+    ("POST", "/process/image"),
+]
 ORIGINAL_PNG, RESTORED_PNG = small_png(40), small_png(60)  # different: PSNR stays finite
+FACE_PNG = astronaut_png(128)  # a face swap's source must hold a face to get past detection
 
 
 def with_real_images(case: Case) -> None:
     body: Any = case.body  # a generated multipart form: field name -> value
-    if isinstance(body, dict):
-        for name, data in (("file", ORIGINAL_PNG), ("original", ORIGINAL_PNG)):
-            if name in body:
-                body[name] = data
-        if "restored" in body:
-            body["restored"] = RESTORED_PNG
+    if not isinstance(body, dict):
+        return
+    for name, data in (("file", ORIGINAL_PNG), ("original", ORIGINAL_PNG)):
+        if name in body:
+            body[name] = data
+    if "restored" in body:
+        body["restored"] = RESTORED_PNG
+    if "target" in body:  # a face swap: a face to swap in, and a request that parses
+        body["target"] = ORIGINAL_PNG
+        # A part the generator left out cannot be added (it would go as a text field), so a
+        # form without a source asks for the processor that needs none.
+        processor = "face_swapper" if "source" in body else "face_enhancer"
+        if "source" in body:
+            body["source"] = FACE_PNG
+        if not is_json_object(body.get("request")):
+            body["request"] = json.dumps({"processors": [processor]})
+
+
+def is_json_object(text: object) -> bool:
+    try:
+        return isinstance(text, str) and isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def keep_urls_on_loopback(case: Case) -> None:
