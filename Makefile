@@ -83,3 +83,13 @@ perf: up
 
 perf-quick: install
 	$(PY) -m perf.benchmark --quick
+
+# PostgreSQL 15 + pgvector for FACET_VECTOR_STORE=postgres (gateway/vectors/pgvector.py): installs
+# them when missing (Debian packages; apt-get needs root), starts a throwaway cluster in run/pg on
+# a free loopback port and prints the URL to put in FACET_POSTGRES_URL. `make pg-stop` stops it.
+.PHONY: pg pg-stop
+pg:
+	@bash scripts/pg.sh start $(RUN)/pg
+
+pg-stop:
+	@bash scripts/pg.sh stop $(RUN)/pg

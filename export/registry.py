@@ -10,11 +10,14 @@ from export.models.arcface import ARCFACE_W600K_R50
 from export.models.dlib_face import DLIB_RESNET_V1
 from export.models.gfpgan import GFPGAN_V1_4
 from export.models.inswapper import INSWAPPER_128, SWAP_LATENT
+from export.models.minilm import EMBED_TEXT, MINILM_L6_V2
 from export.models.mtcnn import FACE_DETECT_MTCNN, MTCNN_NETS
+from export.models.nanodet import DETECT_OBJECTS, NANODET_COCO
 from export.models.realesrgan import REALESR_GENERAL_X4V3, REALESRGAN_X4PLUS
 from export.models.scrfd import FACE_DETECT_SCRFD, SCRFD_10G
 from export.packaged import PackagedOnnxSpec
 from export.spec import ModelSpec
+from export.tfjs_package import TfjsPackageSpec
 from export.triton_config import PythonModelSpec
 
 MODELS: dict[str, ModelSpec] = {
@@ -28,18 +31,22 @@ MODELS: dict[str, ModelSpec] = {
         ARCFACE_W600K_R50,
         SWAP_LATENT,
         INSWAPPER_128,
+        MINILM_L6_V2,
     )
 }
 
-# ONNX files that registry packages ship, installed unchanged.
-PACKAGED: dict[str, PackagedOnnxSpec] = {s.name: s for s in MTCNN_NETS}
+# Weights that registry packages ship: ONNX files installed unchanged, and TF.js graph models
+# converted by export/tfjs_onnx.py.
+PACKAGED: dict[str, PackagedOnnxSpec | TfjsPackageSpec] = {
+    s.name: s for s in (*MTCNN_NETS, NANODET_COCO)
+}
 # Python-backend models committed as source (<name>/1/model.py): nothing to export; naming one
 # installs the models it calls.
 PYTHON_MODELS: dict[str, PythonModelSpec] = {
-    s.name: s for s in (FACE_DETECT_MTCNN, FACE_DETECT_SCRFD)
+    s.name: s for s in (FACE_DETECT_MTCNN, FACE_DETECT_SCRFD, EMBED_TEXT, DETECT_OBJECTS)
 }
 
-ExportSpec = ModelSpec | GraphSpec | PackagedOnnxSpec
+ExportSpec = ModelSpec | GraphSpec | PackagedOnnxSpec | TfjsPackageSpec
 
 
 def known_names() -> list[str]:

@@ -46,6 +46,8 @@ def install_python_model(spec: PythonModelSpec, repository: Path) -> Path:
         shutil.copytree(source, target, dirs_exist_ok=True, ignore=ignore)
     for name in spec.shared_sources:
         shutil.copyfile(SHARED_SOURCES / name, target / VERSION / name)
+    for name, locate in spec.package_files:
+        shutil.copyfile(locate(), target / VERSION / name)
     return target
 
 

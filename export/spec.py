@@ -15,7 +15,9 @@ from torch import nn
 StateDict = dict[str, torch.Tensor]
 Array = npt.NDArray[Any]
 WeightKind = Literal["official", "package", "synthetic"]
-TritonDType = Literal["TYPE_FP32", "TYPE_FP16", "TYPE_UINT8", "TYPE_INT64", "TYPE_INT32"]
+TritonDType = Literal[
+    "TYPE_FP32", "TYPE_FP16", "TYPE_UINT8", "TYPE_INT64", "TYPE_INT32", "TYPE_STRING"
+]
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,9 @@ class ReferenceCheck:
     An image output is compared as 8-bit images by PSNR (`min_psnr_db`; the model is fed the
     photo in [0, 1]); a vector output by `vector` instead (then `min_psnr_db` is None, and the
     model is fed the photo in the spec's `input_range`). `run` takes the HWC uint8 photo that
-    `image()` gives."""
+    `image()` gives. A model that takes no photo (e.g. sentences as token ids) names its own
+    sample in `image()`, how the exported model is fed it in `feeds`, and what it is in
+    `sample_label`; `run` then takes that sample."""
 
     name: str
     description: str
@@ -101,6 +105,11 @@ class ReferenceCheck:
     run: Callable[[Array], Array]
     image: Callable[[], Array]
     vector: VectorTolerance | None = None
+    # `image()`'s sample → the exported model's inputs by name; None: the photo in the spec's
+    # `input_range`, as its first input.
+    feeds: Callable[[Array], dict[str, Array]] | None = None
+    # How the manifest names `image()`'s sample; None: "astronaut photo W×H".
+    sample_label: str | None = None
 
     def __post_init__(self) -> None:
         if (self.min_psnr_db is None) == (self.vector is None):

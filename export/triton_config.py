@@ -6,7 +6,7 @@ and compares it with what the spec renders, so the two cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from export.graphs import GraphSpec
 from export.packaged import PackagedOnnxSpec
 from export.spec import Batching, ModelSpec, TensorSpec
+from export.tfjs_package import TfjsPackageSpec
 from export.weight_facts import apply_facts, default_facts
 from triton_core.catalog import COMPOSED_OF
 
@@ -34,7 +35,7 @@ TRT_ENGINE_CACHE = "/models_cache/trt"
 
 PYTHON_BACKEND = "python"
 
-AnySpec = ModelSpec | GraphSpec | PackagedOnnxSpec
+AnySpec = ModelSpec | GraphSpec | PackagedOnnxSpec | TfjsPackageSpec
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ class PythonModelSpec:
     # Modules under serving/bls/ that model.py imports: installed next to it, because Triton
     # lets a model import only from its own folder.
     shared_sources: tuple[str, ...] = ()
+    # Files of registry packages that model.py reads from its version folder (e.g. a
+    # tokenizer): (name there, a function returning the package's file, its hash checked).
+    package_files: tuple[tuple[str, Callable[[], Path]], ...] = ()
 
 
 def _tensors(specs: Iterable[TensorSpec], kind: type) -> list:  # type: ignore[type-arg]

@@ -138,18 +138,19 @@ def check_vector_against_reference(
     session: ort.InferenceSession,
     reference: Callable[[Array], Array],
     image: Array,
-    feed: Array,
+    feed: Array | dict[str, Array],
     tolerance: VectorTolerance,
     check: str,
     sample_label: str,
 ) -> list[CheckResult]:
-    """Run the exported model on `feed` (the photo in its input range) and an independent
-    implementation on the photo itself; compare the vectors they produce element by element
-    (max |Δ|) and by direction (cosine similarity), the measures a descriptor is used by."""
-    input_name = session.get_inputs()[0].name
+    """Run the exported model on `feed` (the photo in its input range, or every input by name)
+    and an independent implementation on the photo (or sample) itself; compare the vectors they
+    produce element by element (max |Δ|) and by direction (cosine similarity, the lowest of a
+    batch's rows), the measures a descriptor is used by."""
     output_name = session.get_outputs()[0].name
-    ours = np.asarray(session.run([output_name], {input_name: feed})[0], np.float64).reshape(-1)
-    theirs = np.asarray(reference(image), np.float64).reshape(-1)
+    feeds = feed if isinstance(feed, dict) else {session.get_inputs()[0].name: feed}
+    produced = np.asarray(session.run([output_name], feeds)[0], np.float64)
+    ours, theirs = produced.reshape(-1), np.asarray(reference(image), np.float64).reshape(-1)
     if ours.shape != theirs.shape:
         detail = f"shape {ours.shape} != reference {theirs.shape}"
         limit = tolerance.max_abs_error
@@ -159,8 +160,9 @@ def check_vector_against_reference(
             )
         ]
     error = float(np.max(np.abs(ours - theirs)))
-    norms = float(np.linalg.norm(ours) * np.linalg.norm(theirs))
-    cosine = float(ours @ theirs / norms) if norms > 0 else float("nan")
+    rows = produced.shape[0] if produced.ndim > 1 else 1
+    pairs = zip(ours.reshape(rows, -1), theirs.reshape(rows, -1), strict=True)
+    cosine = float(np.min([_cosine(a, b) for a, b in pairs]))  # NaN (a zero vector) fails
     return [
         CheckResult(
             check,
@@ -182,3 +184,8 @@ def check_vector_against_reference(
             sample_label,
         ),
     ]
+
+
+def _cosine(a: Array, b: Array) -> float:
+    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b / norms) if norms > 0 else float("nan")

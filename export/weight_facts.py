@@ -17,17 +17,18 @@ from export.graphs import GraphSpec
 from export.manifest import read_manifest
 from export.packaged import PackagedOnnxSpec
 from export.spec import ModelSpec
+from export.tfjs_package import TfjsPackageSpec
 from triton_core.catalog import NO_WEIGHTS, WEIGHTS_KIND, WEIGHTS_LICENCE
 
 Facts = dict[str, str]
 GRAPH_LICENCE = "n/a (no weights)"
 
 
-def default_facts(spec: ModelSpec | GraphSpec | PackagedOnnxSpec) -> Facts:
+def default_facts(spec: ModelSpec | GraphSpec | PackagedOnnxSpec | TfjsPackageSpec) -> Facts:
     """What `--weights auto` installs when no official file is present."""
     if isinstance(spec, GraphSpec):
         return {WEIGHTS_KIND: NO_WEIGHTS, WEIGHTS_LICENCE: GRAPH_LICENCE}
-    if isinstance(spec, PackagedOnnxSpec):
+    if isinstance(spec, PackagedOnnxSpec | TfjsPackageSpec):
         return {WEIGHTS_KIND: "package", WEIGHTS_LICENCE: spec.licence}
     if spec.package is not None:
         return {WEIGHTS_KIND: "package", WEIGHTS_LICENCE: spec.package.licence}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from triton_core.tiling import DEFAULT_PRE_PAD, DEFAULT_TILE, DEFAULT_TILE_PAD
@@ -84,6 +85,17 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field(default="", description="use Redis for the job queue (scale-out)")
 
+    # Image records and their embeddings (gateway/vectors/)
+    vector_store: Literal["sqlite", "postgres"] = Field(
+        default="sqlite",
+        description="sqlite: one embedded file with sqlite-vec; postgres: pgvector (scale-out)",
+    )
+    postgres_url: SecretStr = Field(
+        default=SecretStr(""),
+        description="PostgreSQL with pgvector for vector_store=postgres; secret: it may hold "
+        "a password",
+    )
+
     # Rate limits (requests per minute per client), as the seed documents
     rate_limit_upscale: int = 20
     rate_limit_status: int = 60
@@ -93,6 +105,10 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def vector_database_path(self) -> Path:
+        return self.data_dir / "vectors.sqlite3"
 
     @property
     def results_dir(self) -> Path:

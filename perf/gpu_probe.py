@@ -52,6 +52,10 @@ WINDOW: Final = window_size(DEFAULT_TILE, DEFAULT_TILE_PAD)
 # insightface's det_10g input (export/models/scrfd.py INPUT_SIZE; not imported: that module
 # needs tritonclient).
 SCRFD_SIDE: Final = 640
+# A text encoder's "side" is its sequence length: 128 tokens, half its 256-token limit.
+TEXT_TOKENS: Final = 128
+# Random token ids below 500: valid ids in any vocabulary.
+TOKEN_IDS: Final = 500
 # The side of a tiny run's input where the spec's size is not fixed.
 TINY_SIDE: Final = 32
 DEFAULT_BUDGET_S: Final = 420.0  # of the 8 minutes: leaves a minute for start-up and writing
@@ -135,6 +139,9 @@ class Arch:
     input_range: tuple[float, float] = (0.0, 1.0)
     # Sizes of 1-D inputs after the image (e.g. inswapper's 512-d latent): random unit vectors.
     vector_inputs: tuple[int, ...] = ()
+    # Integer [B, L] inputs of a text encoder: random token ids, then all-ones masks; L is the
+    # target's side.
+    token_inputs: int = 0
 
 
 def _patched(
@@ -151,11 +158,14 @@ def _patched(
 
 def arch_from_spec(spec: ModelSpec) -> Arch:
     """An export.spec.ModelSpec as the probe sees it."""
-    vectors = tuple(t.dims[0] for t in spec.inputs if len(t.dims) == 1)
+    tokens = [t for t in spec.inputs if t.dtype in ("TYPE_INT32", "TYPE_INT64")]
+    vectors = tuple(t.dims[0] for t in spec.inputs if len(t.dims) == 1 and t not in tokens)
     images = [t.dims for t in spec.inputs if len(t.dims) >= 3]  # [N,] C, H, W
     dims = images[0] if images else (0, 0, 0)
     fixed = dims[-1] if dims[-1] > 0 and dims[-2] == dims[-1] else None
-    tiny_fixed = fixed
+    if tokens:  # a text encoder: its side is the sequence length (the tiny run's: TINY_SIDE)
+        fixed = TEXT_TOKENS
+    tiny_fixed = None if tokens else fixed
     if fixed is not None and spec.tiny_sample is not None:
         tiny_fixed = int(spec.tiny_sample().shape[0])
     return Arch(
@@ -167,6 +177,7 @@ def arch_from_spec(spec: ModelSpec) -> Arch:
         tiny_fixed_side=tiny_fixed,
         input_range=(float(spec.input_range[0]), float(spec.input_range[1])),
         vector_inputs=vectors,
+        token_inputs=len(tokens),
     )
 
 
@@ -442,6 +453,10 @@ def make_input(
     for size in arch.vector_inputs:
         vector = torch.nn.functional.normalize(torch.randn(batch, size, device=device), dim=1)
         inputs.append(vector.to(dtype))
+    if arch.token_inputs:
+        shape = (batch, target.side)
+        ids = torch.randint(0, TOKEN_IDS, shape, dtype=torch.int32, device=device)
+        inputs += [ids] + [torch.ones_like(ids)] * (arch.token_inputs - 1)
     return tuple(inputs)
 
 
@@ -636,10 +651,11 @@ def _gmac(macs: float | None) -> str:
 
 
 def describe_input(target: Target) -> str:
-    """C×H×W of the image, then the size of each vector input, joined by +."""
+    """C×H×W of the image, the size of each vector input, the token count; joined by +."""
     side = target.side
     parts = [f"{target.arch.channels}×{side}×{side}"] if target.arch.channels else []
-    return " + ".join(parts + [str(size) for size in target.arch.vector_inputs])
+    parts += [str(size) for size in target.arch.vector_inputs]
+    return " + ".join(parts + ([f"{side} tokens"] if target.arch.token_inputs else []))
 
 
 def row(case: Case, macs: float | None, peak: float | None) -> list[str]:

@@ -1,5 +1,5 @@
-"""What the face-detector BLS models share: reading a request, calling a network through BLS, and
-answering with faces or a typed error.
+"""What the detector BLS models share: reading a request, calling a network through BLS, and
+answering with faces (or, for other detectors, any named output tensors) or a typed error.
 
 Triton's Python backend imports a model's files from that model's own folder only, so
 `python -m export` copies this file into each detector's version folder (`detector_io.py`);
@@ -98,8 +98,21 @@ async def call_net(
 
 async def answer(model: str, detect: Callable[[Any], Awaitable[Faces]], request: Any) -> Any:
     """Run `detect` on one request: its faces, or an error that fails this request only."""
-    try:
+
+    async def faces(request: Any) -> dict[str, Array]:
         found = await detect(request)
+        return {"boxes": found.boxes, "scores": found.scores, "landmarks": found.landmarks}
+
+    return await answer_tensors(model, faces, request)
+
+
+async def answer_tensors(
+    model: str, compute: Callable[[Any], Awaitable[dict[str, Array]]], request: Any
+) -> Any:
+    """Run `compute` on one request: its output tensors by name, or an error that fails this
+    request only."""
+    try:
+        outputs = await compute(request)
     except RequestError as error:
         return _error(str(error), pb_utils.TritonError.INVALID_ARG)
     except NetError as error:
@@ -107,11 +120,7 @@ async def answer(model: str, detect: Callable[[Any], Awaitable[Faces]], request:
     except Exception as error:  # a bug must fail the request, not the model instance
         return _error(f"{model} failed: {error!r}", pb_utils.TritonError.INTERNAL)
     return pb_utils.InferenceResponse(
-        output_tensors=[
-            pb_utils.Tensor("boxes", found.boxes),
-            pb_utils.Tensor("scores", found.scores),
-            pb_utils.Tensor("landmarks", found.landmarks),
-        ]
+        output_tensors=[pb_utils.Tensor(name, value) for name, value in outputs.items()]
     )
 
 

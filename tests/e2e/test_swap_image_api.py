@@ -151,7 +151,7 @@ def test_face_enhancer_alone_needs_no_source(swap_gateway):
     assert response.json()["faces_processed"] == 1
 
 
-SEED_PYTHON_EXAMPLE = '''
+SEED_PYTHON_EXAMPLE = """
 import requests
 
 # API endpoint
@@ -185,7 +185,7 @@ with open("target.jpg", "rb") as target_file, \\
             f.write(output_response.content)
 
         print("Result saved to result.jpg")
-'''
+"""
 
 
 def test_the_seeds_python_client_example_runs_unchanged_but_for_the_port(

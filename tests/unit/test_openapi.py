@@ -63,9 +63,9 @@ def test_refusals_that_carry_retry_after_say_so(schema):
         ("POST", "/restore", {"400", "413", "415", "429", "502", "503", "504"}),
         ("POST", "/batch", {"400", "429", "503"}),
         ("GET", "/download/{name}", {"404", "429"}),
-            ("POST", "/process/image", {"400", "413", "415", "429", "502", "503", "504"}),
-            ("POST", "/process/video", {"400", "413", "415", "429", "502", "503", "504"}),
-            ("DELETE", "/output/{filename}", {"404", "429"}),
+        ("POST", "/process/image", {"400", "413", "415", "429", "502", "503", "504"}),
+        ("POST", "/process/video", {"400", "413", "415", "429", "502", "503", "504"}),
+        ("DELETE", "/output/{filename}", {"404", "429"}),
         ("GET", "/health", {"503"}),
     ],
 )
