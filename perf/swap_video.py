@@ -50,6 +50,7 @@ from perf.swap_video_steps import (
     MEMORY_STACK_START_S,
     Context,
     comparison_steps,
+    estimate_facet_pixels,
     memory_steps,
     wait_for_load,
 )
@@ -167,6 +168,7 @@ def run_swap_video(options: SwapVideoOptions) -> tuple[SwapVideoResults, Path]:
         "tiny": options.tiny,
         "budget_s": options.budget_s,
         "batch_sizes": options.batch_sizes,
+        "rounds": options.rounds,
         "poll_s": options.poll_s,
         "request": json.dumps(REQUEST),
         "window_frames": int(
@@ -230,6 +232,7 @@ def run_swap_video(options: SwapVideoOptions) -> tuple[SwapVideoResults, Path]:
             }
     if options.memory and not options.tiny:
         run_memory_stack(ctx, runner)
+    estimate_facet_pixels(results)
     results.calibration = {k: round(v, 4) for k, v in ctx.calibration.items()}
     results.skipped = [{"step": s.name, "reason": s.reason} for s in runner.skipped]
     results.failed = [{"step": s.name, "reason": s.reason} for s in runner.failed]
@@ -274,10 +277,38 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def render_saved(raw: Path, out: Path | None) -> Path:
+def render_saved(raw: Path, out: Path | None, memory_from: Path | None = None) -> Path:
+    """The report of a saved run again; `memory_from` takes the memory section of another
+    saved run (for a run whose budget ran out before its memory clip), and says so."""
     results = SwapVideoResults.from_dict(json.loads(raw.read_text()))
+    if memory_from is not None:
+        borrow_memory(
+            results, SwapVideoResults.from_dict(json.loads(memory_from.read_text())), memory_from
+        )
     directory = out or raw.resolve().parent.parent
     return write_report(results, directory, raw.stem)
+
+
+def borrow_memory(results: SwapVideoResults, other: SwapVideoResults, source: Path) -> None:
+    if other.memory is None:
+        raise SystemExit(f"{source} has no memory section")
+    results.memory = other.memory
+    results.memory.from_run = other.started_at
+    ratio = other.fps_ratio
+    frames = other.runs[0].frames if other.runs else 0
+    loads = ", ".join(f"{r.load_before} → {r.load_after}" for r in other.runs)
+    results.notes.append(
+        f"The memory section is that of an earlier run of this benchmark on this machine "
+        f"(started {other.started_at}, raw `{display_path(source)}`): this run's budget had "
+        f"no room left for its memory clip. That run's own comparison, one round of "
+        f"{frames} frames per path with the 1-minute load at {loads}, measured "
+        f"{'–' if ratio is None else f'{ratio:.2f}'}; the memory step's code is the same."
+    )
+    results.skipped = [s for s in results.skipped if not s["step"].startswith("memory")] + [
+        {"step": s["step"] + " (this run)", "reason": s["reason"] + "; shown from the earlier run"}
+        for s in results.skipped
+        if s["step"].startswith("memory")
+    ]
 
 
 def print_summary(results: SwapVideoResults, markdown: Path) -> None:
@@ -322,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.render is not None:
-        say(f"report: {render_saved(args.render, args.out)}")
+        say(f"report: {render_saved(args.render, args.out, args.memory_from)}")
         return 0
     results, markdown = run_swap_video(from_args(args))
     print_summary(results, markdown)

@@ -24,6 +24,7 @@ REAL_DEFAULTS: Final[dict[str, Any]] = {
     # calls batch 1, Facet fills batches of 8), so the dedicated calls stop at 4.
     "batch_sizes": [1, 2, 4],
     "repeats_of_one": 2,
+    "rounds": 2,  # each path twice over the clip, in the order F B B F
     "poll_s": 0.5,
 }
 # --tiny: tiny synthetic swap models beside the real MTCNN, a one-second clip and a short
@@ -52,6 +53,7 @@ class SwapVideoOptions:
     memory: bool
     batch_sizes: list[int]
     repeats_of_one: int
+    rounds: int
     poll_s: float
     repository: Path | None
     reuse_exports: Path | None
@@ -85,12 +87,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--work", type=Path, default=DEFAULT_WORK, help="scratch folder (%(default)s)")
     add("--tag", help="machine tag in the report's name (default: from the machine)")
     add("--render", type=Path, help="re-render the report of a saved raw JSON and exit")
+    add(
+        "--memory-from",
+        type=Path,
+        help="with --render: the memory section of another saved run (said so in the report)",
+    )
     add("--seconds", type=float, help="clip length wanted (default 10; tiny 1)")
     add("--fps", type=int, help="clip frame rate (default 30)")
     add("--memory-seconds", type=float, help="memory clip length (default 60; tiny 4)")
     add("--memory-fps", type=int, help="memory clip's highest frame rate (default 30; tiny 5)")
     add("--memory-share", type=float, help="budget share kept for the memory clip (0.25)")
     add("--no-memory", action="store_true", help="skip the memory clip")
+    add(
+        "--rounds",
+        type=int,
+        help="times each path processes the clip, alternating which goes first (default 2)",
+    )
     add("--batch-sizes", type=positive_ints, help="swapper batch sizes timed (1,2,4)")
     add(
         "--reuse-exports",
@@ -126,6 +138,7 @@ def from_args(args: argparse.Namespace) -> SwapVideoOptions:
         memory=not getattr(args, "no_memory", False),
         batch_sizes=list(pick("batch_sizes")),
         repeats_of_one=int(defaults["repeats_of_one"]),
+        rounds=int(pick("rounds")),
         poll_s=float(defaults["poll_s"]),
         repository=args.repository,
         reuse_exports=getattr(args, "reuse_exports", None),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Final
 
 from perf.report import Target, fmt, fmt_ms, pyplot, render_machine, table
-from perf.stats import ratio
+from perf.stats import median, ratio
 from perf.swap_video_results import (
     BASELINE,
     FACET,
@@ -19,6 +19,7 @@ from perf.swap_video_results import (
 )
 
 FPS_TARGET: Final = 1.5
+BUSY_MACHINE: Final = 0.2  # other work's cores above which the report warns
 SMALL_GAIN: Final = 1.15  # per-face gain of a batch below which batching "saves little"
 SWAPPER: Final = "inswapper_128"
 DETECTOR: Final = "face_detect_mtcnn"
@@ -28,10 +29,16 @@ DETECTOR: Final = "face_detect_mtcnn"
 
 
 def fps_target(results: SwapVideoResults) -> Target:
-    facet, baseline = results.run(FACET), results.run(BASELINE)
+    facet, baseline = results.fps_of(FACET), results.fps_of(BASELINE)
     detail = "frames/s through POST /process/video ÷ FaceFusion's loop over the same Triton"
-    if facet is not None and baseline is not None:
-        detail += f": {facet.fps:.4f} ÷ {baseline.fps:.4f} ({facet.frames} frames each)"
+    if facet and baseline:
+        frames = results.path_runs(FACET)[0].frames
+        detail += (
+            f", median of {plural(len(facet), 'round')} each over the same {frames}-frame clip: "
+            f"{median(facet):.4f} ÷ {median(baseline):.4f} (rounds: Facet "
+            f"{', '.join(f'{v:.4f}' for v in facet)}; FaceFusion's way "
+            f"{', '.join(f'{v:.4f}' for v in baseline)})"
+        )
     return Target(
         key="swap_video_fps",
         name="video face swap fps, Facet / FaceFusion's way (CPU)",
@@ -50,7 +57,8 @@ def memory_rows(results: SwapVideoResults) -> list[list[str]]:
     for process in sorted(memory.peak_mb):
         rows.append(
             [
-                f"{process} RSS flat over a {memory.seconds:g} s clip",
+                f"{process} RSS flat over a {memory.seconds:g} s clip"
+                + (" (earlier run)" if memory.from_run else ""),
                 f"{memory.growth_mb(process):+.1f} MiB",
                 f"≤ {memory.threshold_mb[process]:.1f} MiB",
                 "flat" if memory.flat(process) else "grows",
@@ -66,17 +74,14 @@ def explain_fps(results: SwapVideoResults) -> list[str]:
     facet, baseline = results.run(FACET), results.run(BASELINE)
     if facet is None or baseline is None:
         return []
+    swap_b = baseline.stages_s.get("swap", 0.0)
     lines = [
         f"Per frame: Facet {facet.wall_s / max(facet.frames, 1):.2f} s, FaceFusion's way "
         f"{baseline.wall_s / max(baseline.frames, 1):.2f} s ({baseline.faces_swapped} faces "
-        f"swapped by each: {baseline.faces_swapped / max(baseline.frames, 1):.2f} per frame)."
+        f"swapped by each: {baseline.faces_swapped / max(baseline.frames, 1):.2f} per frame).",
+        f"The swapper is {swap_b / baseline.wall_s:.0%} of FaceFusion's way ({swap_b:,.1f} s; "
+        f"{fmt_ms(baseline.per_face_ms.get('swap'))} ms per face at batch 1, median).",
     ]
-    swap_b = baseline.stages_s.get("swap", 0.0)
-    per_face = baseline.per_face_ms.get("swap")
-    lines.append(
-        f"The swapper is {swap_b / baseline.wall_s:.0%} of FaceFusion's way "
-        f"({swap_b:,.1f} s; {fmt_ms(per_face)} ms per face at batch 1, median)."
-    )
     served = facet.model(SWAPPER)
     if served is not None and served.inferences:
         lines.append(
@@ -86,24 +91,7 @@ def explain_fps(results: SwapVideoResults) -> list[str]:
             f"{1000 * served.execution_compute_s / served.inferences:,.0f} ms of compute per "
             f"face; {served.execution_compute_s / facet.wall_s:.0%} of Facet's wall time."
         )
-    costs = {c.batch: c for c in results.batch_costs}
-    if 1 in costs and len(costs) > 1:
-        largest = costs[max(costs)]
-        gain = ratio(costs[1].ms_per_face, largest.ms_per_face)
-        if gain is None or gain >= SMALL_GAIN:
-            verdict = "batching pays this much per face"
-        elif gain >= 1 / SMALL_GAIN:
-            verdict = "the swapper is compute bound, batching saves little"
-        else:
-            verdict = (
-                "a batch costs more per face than single calls here: the swapper is compute "
-                "bound and runs slower per face on larger batches on this CPU"
-            )
-        lines.append(
-            f"Batching on this machine: one call of {largest.batch} faces costs "
-            f"{largest.ms_per_face:,.0f} ms per face against {costs[1].ms_per_face:,.0f} ms for "
-            f"a call of one ({fmt(gain)}× per face): {verdict}."
-        )
+    lines += batching_line(results)
     others = sum(baseline.stages_s.get(s, 0.0) for s in ("decode", "align", "paste", "encode"))
     lines.append(
         f"What overlap can hide: FaceFusion's way spent {others:,.1f} s decoding, aligning, "
@@ -111,30 +99,107 @@ def explain_fps(results: SwapVideoResults) -> list[str]:
         f"Facet's decode and encode threads worked {facet.stages_s.get('decode', 0.0):,.1f} s "
         f"and {facet.stages_s.get('encode', 0.0):,.1f} s beside the models."
     )
-    bound = bound_ratio(facet, baseline)
-    if bound is not None:
-        if bound < FPS_TARGET:
-            why = (
-                f"so no overlap can reach {FPS_TARGET:g}×: that needs a cheaper swap per face "
-                "(batching that pays, i.e. a GPU, or a faster CPU kernel)"
-            )
-        else:
-            why = (
-                "so the gap is in what Facet does not overlap with the swapper: within a "
-                "window, detection, the swap and paste-back run one after another; only "
-                "decoding and encoding run beside them"
-            )
-        lines.append(
-            f"Bound: FaceFusion's wall time ÷ Facet's swapper compute = {bound:.2f}×, the ratio "
-            f"if every other stage were hidden behind the swapper; {why}."
-        )
-    if max(facet.other_cores, baseline.other_cores) > 0.2:
-        lines.append(
-            f"Other work on the machine took {facet.other_cores:.2f} cores during Facet's run "
-            f"and {baseline.other_cores:.2f} during FaceFusion's way (of "
-            f"{results.machine.get('cores')})."
-        )
+    pairs = paired_rounds(results)
+    reference = evenly_loaded(results, pairs)
+    lines += bound_line(results, pairs, reference, facet, baseline)
+    lines += caveat_line(results, pairs, reference)
     return lines
+
+
+def batching_line(results: SwapVideoResults) -> list[str]:
+    costs = {c.batch: c for c in results.batch_costs}
+    if 1 not in costs or len(costs) < 2:
+        return []
+    largest = costs[max(costs)]
+    gain = ratio(costs[1].ms_per_face, largest.ms_per_face)
+    if gain is None or gain >= SMALL_GAIN:
+        verdict = "batching pays this much per face"
+    elif gain >= 1 / SMALL_GAIN:
+        verdict = "the swapper is compute bound, batching saves little"
+    else:
+        verdict = (
+            "a batch costs more per face than single calls here: the swapper is compute "
+            "bound and runs slower per face on larger batches on this CPU"
+        )
+    return [
+        f"Batching on this machine: one call of {largest.batch} faces costs "
+        f"{largest.ms_per_face:,.0f} ms per face against {costs[1].ms_per_face:,.0f} ms for "
+        f"a call of one ({fmt(gain)}× per face): {verdict}."
+    ]
+
+
+Pair = tuple[int, PathRun, PathRun, float | None]
+
+
+def bound_line(
+    results: SwapVideoResults,
+    pairs: list[Pair],
+    reference: Pair | None,
+    facet: PathRun,
+    baseline: PathRun,
+) -> list[str]:
+    bound = bound_ratio(reference[1], reference[2]) if reference else bound_ratio(facet, baseline)
+    if bound is None:
+        return []
+    if results.fps_ratio is not None and results.fps_ratio >= FPS_TARGET:
+        why = "the target is met"
+    elif bound < FPS_TARGET:
+        why = (
+            f"so no overlap can reach {FPS_TARGET:g}×: that needs a cheaper swap per face "
+            "(a device on which batching pays, or a faster CPU kernel)"
+        )
+    else:
+        why = (
+            "so the gap is in what Facet does not overlap with the swapper: within a window, "
+            "detection, the swap and paste-back run one after another; only decoding and "
+            "encoding run beside them"
+        )
+    per_round = ""
+    if len(pairs) > 1:
+        shown = ", ".join(f"{n}: {fmt(bound_ratio(f, b))}×" for n, f, b, _ in pairs)
+        per_round = f" (per round: {shown})"
+    where = f"in round {reference[0]}, the most evenly loaded, " if reference else ""
+    return [
+        f"Bound: FaceFusion's wall time ÷ Facet's swapper compute, {where}= {bound:.2f}×"
+        f"{per_round}: the ratio if every other stage were hidden behind the swapper; {why}."
+    ]
+
+
+def caveat_line(results: SwapVideoResults, pairs: list[Pair], reference: Pair | None) -> list[str]:
+    if reference is None:
+        return []
+    busy = [r.other_cores for r in results.runs]
+    shown = "; ".join(
+        f"round {n}: {fmt(value)} (other work {f.other_cores:.2f} cores during Facet's run, "
+        f"{b.other_cores:.2f} during FaceFusion's way)"
+        for n, f, b, value in pairs
+    )
+    return [
+        f"Caveat: other work on the machine took {min(busy):.2f}–{max(busy):.2f} of its "
+        f"{results.machine.get('cores')} cores during the runs (load averages in Machine), and "
+        f"not evenly. Per round, Facet's fps ÷ FaceFusion's: {shown}. The most evenly loaded "
+        f"pair, round {reference[0]}, gives {fmt(reference[3])}."
+    ]
+
+
+def paired_rounds(results: SwapVideoResults) -> list[Pair]:
+    """Each round's two runs (they ran back to back) and Facet's fps ÷ FaceFusion's in it."""
+    pairs = []
+    baselines = {r.round: r for r in results.path_runs(BASELINE)}
+    for facet in results.path_runs(FACET):
+        baseline = baselines.get(facet.round)
+        if baseline is not None:
+            pairs.append((facet.round, facet, baseline, ratio(facet.fps, baseline.fps)))
+    return pairs
+
+
+def evenly_loaded(results: SwapVideoResults, pairs: list[Pair]) -> Pair | None:
+    """On a busy machine, the round whose two runs met the most similar other work: the
+    fairest comparison there is; None on a quiet machine or without rounds."""
+    busy = [r.other_cores for r in results.runs]
+    if not pairs or not busy or max(busy) <= BUSY_MACHINE:
+        return None
+    return min(pairs, key=lambda pair: abs(pair[1].other_cores - pair[2].other_cores))
 
 
 def bound_ratio(facet: PathRun, baseline: PathRun) -> float | None:
@@ -162,8 +227,8 @@ def render_markdown(results: SwapVideoResults, plots: Sequence[Path]) -> str:
         "the same clip with real faces through the gateway's POST /process/video as a client "
         "sends it, and through FaceFusion's per-frame, per-face loop over the same Triton and "
         "the gateway's own alignment, paste-back and video I/O functions, so the paths differ "
-        "only in batching and overlap. Per-frame and per-face values are medians; each path ran "
-        "once over the whole clip.",
+        "only in batching and overlap. Per-frame and per-face values are medians; each path "
+        "processed the whole clip once per round, the rounds alternating which went first.",
         "",
         "## Targets",
         "",
@@ -215,9 +280,11 @@ def render_shortened(results: SwapVideoResults) -> list[str]:
                 f"The clip was shortened from {clip['wanted_seconds']:g} s "
                 f"({clip['wanted_frames']} frames at {clip['fps']} fps) to "
                 f"{clip['seconds']:.2f} s ({clip['frames']} frames, {clip['faces']} faces): "
-                f"both paths at the measured ~{clip['seconds_per_frame_estimate']:.1f} s per "
-                f"frame together had {clip['seconds_left']:,.0f} s of the budget left. The "
-                "shortened clip keeps the same thirds (1, 2, 3 faces)."
+                f"every run of both paths ({results.setup.get('rounds', 1)} round(s)) at "
+                f"~{clip['seconds_per_frame_estimate']:.1f} s per clip frame together "
+                "(estimated from the warm-up's and the batch step's timings) had "
+                f"{clip['seconds_left']:,.0f} s of the budget left. The shortened clip keeps "
+                "the same thirds (1, 2, 3 faces)."
             )
         else:
             lines.append(
@@ -226,7 +293,10 @@ def render_shortened(results: SwapVideoResults) -> list[str]:
             )
     memory = results.memory
     if memory is not None:
-        lines.append(f"Memory clip: {memory.seconds:g} s at {memory.fps} fps; {memory.reason}.")
+        where = f" (from the run started {memory.from_run})" if memory.from_run else ""
+        lines.append(
+            f"Memory clip{where}: {memory.seconds:g} s at {memory.fps} fps; {memory.reason}."
+        )
     for skipped in results.skipped:
         lines.append(f"Skipped: {skipped['step']} ({skipped['reason']}).")
     return [f"- {line}" for line in lines] or ["- nothing"]
@@ -244,7 +314,9 @@ def render_loads(results: SwapVideoResults) -> list[str]:
             f"{results.setup.get('wait_load')} (longest wait {results.setup.get('wait_load_s')} s)"
         )
     for run in results.runs:
-        lines.append(f"- {run.path}: {run.load_before} before, {run.load_after} after")
+        lines.append(
+            f"- {run.path}, round {run.round}: {run.load_before} before, {run.load_after} after"
+        )
     end = results.setup.get("load_at_end")
     if end:
         lines.append(f"- at the end: {end}")
@@ -268,7 +340,8 @@ def render_setup(results: SwapVideoResults) -> list[str]:
         f"batch limits: {fmt_dict(s.get('max_batch_size', {}))}; {SWAPPER} dynamic batching: "
         f"{s.get('swapper_batching')}",
         f"gateway: {fmt_dict(s.get('gateway_settings', {}))}",
-        f"swapper batch sizes timed: {s.get('batch_sizes')}",
+        f"swapper batch sizes timed: {s.get('batch_sizes')}; rounds per path: "
+        f"{s.get('rounds', 1)} (alternating which path goes first)",
         f"checkout: commit {s.get('commit')}; {describe_changes(s.get('changed_files', []))}",
     ]
     if results.calibration:
@@ -300,11 +373,14 @@ def fmt_dict(values: Mapping[str, object], digits: int = 0) -> str:
 
 def render_runs(results: SwapVideoResults) -> list[str]:
     rows = []
-    for run in results.runs:
+    several = len(results.runs) > len({r.path for r in results.runs})
+    combined = [r for r in (results.run(FACET), results.run(BASELINE)) if r is not None]
+    for run in [*results.runs, *(combined if several else [])]:
         out = run.output
         rows.append(
             [
                 PATH_LABELS[run.path],
+                str(run.round) if run.round else "all",
                 str(run.frames),
                 f"{run.faces_swapped} / {run.faces_detected}",
                 f"{run.wall_s:,.1f}",
@@ -312,12 +388,15 @@ def render_runs(results: SwapVideoResults) -> list[str]:
                 f"{run.wall_s / max(run.frames, 1):.2f}",
                 f"{run.own_cores:.1f} / {run.other_cores:.1f}",
                 f"{out.get('frames')} frames, {out.get('video_codec')}, audio "
-                f"{out.get('audio') or 'none'}",
+                f"{out.get('audio') or 'none'}"
+                if out and run.round
+                else "",
             ]
         )
     lines = table(
         [
             "path",
+            "round",
             "frames",
             "faces swapped / detected",
             "wall s",
@@ -328,24 +407,32 @@ def render_runs(results: SwapVideoResults) -> list[str]:
         ],
         rows,
     )
-    facet = results.run(FACET)
-    if facet is not None and facet.extra.get("job_seconds"):
+    lines += [
+        "",
+        f"Rounds run in the order {round_order(results)}. Facet's wall time runs from the "
+        f"upload to the finished status (polled every {results.setup.get('poll_s')} s).",
+    ]
+    for facet in results.path_runs(FACET):
+        if facet.extra.get("job_seconds"):
+            lines += [
+                "",
+                f"Facet, round {facet.round}: the job itself "
+                f"{fmt_dict(facet.extra['job_seconds'], 2)} s (its outcome's `seconds`), "
+                f"processing_time {facet.extra.get('processing_time')} s; the download took "
+                f"{facet.extra.get('download_s')} s more.",
+            ]
+    identity = [str(b.extra.get("identity_s")) for b in results.path_runs(BASELINE)]
+    if identity:
         lines += [
             "",
-            f"Facet's wall time runs from the upload to the finished status (polled every "
-            f"{results.setup.get('poll_s')} s); the job itself: "
-            f"{fmt_dict(facet.extra['job_seconds'], 2)} s (its outcome's `seconds`), "
-            f"processing_time {facet.extra.get('processing_time')} s; the download took "
-            f"{facet.extra.get('download_s')} s more.",
-        ]
-    baseline = results.run(BASELINE)
-    if baseline is not None:
-        lines += [
-            "",
-            f"FaceFusion's way: the source identity took {baseline.extra.get('identity_s')} s "
-            "(once), inside its wall time as Facet's is inside its request.",
+            f"FaceFusion's way: the source identity took {', '.join(identity)} s (once per "
+            "round), inside its wall time as Facet's is inside its request.",
         ]
     return lines
+
+
+def round_order(results: SwapVideoResults) -> str:
+    return ", ".join(f"{r.path} {r.round}" for r in results.runs)
 
 
 def render_stages(results: SwapVideoResults) -> list[str]:
@@ -407,7 +494,8 @@ def render_stages(results: SwapVideoResults) -> list[str]:
 
 def render_triton(results: SwapVideoResults) -> list[str]:
     rows = []
-    for run in results.runs:
+    combined = [r for r in (results.run(FACET), results.run(BASELINE)) if r is not None]
+    for run in combined:
         for model in sorted(run.triton, key=lambda m: m.model):
             rows.append(
                 [
@@ -423,8 +511,9 @@ def render_triton(results: SwapVideoResults) -> list[str]:
                 ]
             )
     lines = [
-        "Counters read over gRPC before and after each path. Execution compute counts a batch "
-        "once; request compute charges the whole batch to each request in it.",
+        "Counters read over gRPC before and after each path's run, summed over its rounds. "
+        "Execution compute counts a batch once; request compute charges the whole batch to each "
+        "request in it.",
         "",
     ]
     lines += table(
@@ -442,7 +531,7 @@ def render_triton(results: SwapVideoResults) -> list[str]:
         rows,
     )
     sizes = []
-    for run in results.runs:
+    for run in combined:
         served = run.model(SWAPPER)
         if served is None:
             continue
@@ -498,6 +587,8 @@ def render_memory(results: SwapVideoResults) -> list[str]:
     memory = results.memory
     lines = [] if memory is not None else ["The memory clip did not run."]
     if memory is not None:
+        if memory.from_run:
+            lines += [f"From the run started {memory.from_run} (see Notes).", ""]
         lines += [
             f"A {memory.seconds:g} s clip at {memory.fps} fps ({memory.frames} frames, "
             f"{memory.faces} faces swapped) through POST /process/video, RSS of each process "
@@ -600,7 +691,7 @@ def plot_stages(results: SwapVideoResults, destination: Path) -> Path | None:
     axis.set_yticks(range(len(runs)), [r.path for r in runs])
     axis.set(
         xlabel="seconds per frame (Facet's stages overlap: busy time)",
-        title="Where the time goes, per frame",
+        title="Where the time goes, per frame (all rounds)",
     )
     axis.grid(alpha=0.3, axis="x")
     axis.legend(fontsize=7, ncol=8, loc="upper center", bbox_to_anchor=(0.5, -0.22))

@@ -3,6 +3,7 @@ report can be rendered again from perf/reports/raw/ without re-running)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
@@ -57,6 +58,7 @@ class PathRun:
     load_after: str = ""
     output: dict[str, Any] = field(default_factory=dict)  # frames, audio, size of the result
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the job's outcome
+    round: int = 1  # rounds alternate the paths' order (F B, B F, …) on a shared machine
 
     @property
     def fps(self) -> float:
@@ -64,6 +66,64 @@ class PathRun:
 
     def model(self, name: str) -> ModelDelta | None:
         return next((m for m in self.triton if m.model == name), None)
+
+
+def combine(runs: list[PathRun]) -> PathRun:
+    """Rounds of one path as one: counts, seconds and Triton's counters summed, CPU use
+    weighted by wall time, the first round's medians and output."""
+    if len(runs) == 1:
+        return runs[0]
+    first, wall = runs[0], sum(r.wall_s for r in runs)
+
+    def total(key: Callable[[PathRun], dict[str, float]]) -> dict[str, float]:
+        summed: dict[str, float] = {}
+        for run in runs:
+            for name, value in key(run).items():
+                summed[name] = summed.get(name, 0.0) + value
+        return summed
+
+    models: dict[str, ModelDelta] = {}
+    for run in runs:
+        for delta in run.triton:
+            models[delta.model] = (
+                add_deltas(models[delta.model], delta) if (delta.model in models) else delta
+            )
+    return PathRun(
+        path=first.path,
+        frames=sum(r.frames for r in runs),
+        faces_detected=sum(r.faces_detected for r in runs),
+        faces_swapped=sum(r.faces_swapped for r in runs),
+        wall_s=wall,
+        stages_s=total(lambda r: r.stages_s),
+        stage_sources=dict(first.stage_sources),
+        per_frame_ms=dict(first.per_frame_ms),
+        per_face_ms=dict(first.per_face_ms),
+        triton=list(models.values()),
+        own_cores=sum(r.own_cores * r.wall_s for r in runs) / wall if wall else 0.0,
+        other_cores=sum(r.other_cores * r.wall_s for r in runs) / wall if wall else 0.0,
+        load_before=first.load_before,
+        load_after=runs[-1].load_after,
+        output=dict(first.output),
+        extra={**first.extra, "rounds": len(runs)},
+        round=0,
+    )
+
+
+def add_deltas(a: ModelDelta, b: ModelDelta) -> ModelDelta:
+    by_batch = {size: list(v) for size, v in a.by_batch.items()}
+    for size, (count, seconds) in b.by_batch.items():
+        was = by_batch.get(size, [0.0, 0.0])
+        by_batch[size] = [was[0] + count, was[1] + seconds]
+    return ModelDelta(
+        model=a.model,
+        requests=a.requests + b.requests,
+        inferences=a.inferences + b.inferences,
+        executions=a.executions + b.executions,
+        queue_s=a.queue_s + b.queue_s,
+        request_compute_s=a.request_compute_s + b.request_compute_s,
+        execution_compute_s=a.execution_compute_s + b.execution_compute_s,
+        by_batch=dict(sorted(by_batch.items())),
+    )
 
 
 @dataclass
@@ -107,6 +167,7 @@ class MemoryRun:
     later_slope_mb_per_min: dict[str, float | None]
     threshold_mb: dict[str, float]  # growth within this counts as flat
     reason: str  # why these models and this frame rate
+    from_run: str = ""  # set when a report shows the memory clip of another run (its start)
 
     def growth_mb(self, process: str) -> float:
         return self.end_mb[process] - self.settled_mb[process]
@@ -142,15 +203,24 @@ class SwapVideoResults:
     notes: list[str] = field(default_factory=list)
     kind: str = KIND
 
+    def path_runs(self, path: str) -> list[PathRun]:
+        return [r for r in self.runs if r.path == path]
+
     def run(self, path: str) -> PathRun | None:
-        return next((r for r in self.runs if r.path == path), None)
+        """The path's rounds as one run (sums; per-frame and per-face medians of the first)."""
+        found = self.path_runs(path)
+        return combine(found) if found else None
+
+    def fps_of(self, path: str) -> list[float]:
+        return [r.fps for r in self.path_runs(path)]
 
     @property
     def fps_ratio(self) -> float | None:
-        facet, baseline = self.run(FACET), self.run(BASELINE)
-        if facet is None or baseline is None:
+        """Median fps of Facet's rounds ÷ median fps of FaceFusion's way's rounds."""
+        facet, baseline = self.fps_of(FACET), self.fps_of(BASELINE)
+        if not facet or not baseline:
             return None
-        return ratio(facet.fps, baseline.fps)
+        return ratio(median(facet), median(baseline))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

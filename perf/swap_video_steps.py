@@ -228,7 +228,10 @@ def make_clip(ctx: Context) -> None:
     spf = ctx.seconds_per_frame()
     left = ctx.budget.left() - ctx.memory_reserve_s() - END_RESERVE_S
     # Writing the clip costs time too; take it off before the paths share the rest.
-    plan = plan_clip(ctx.options.seconds, ctx.options.fps, left, spf + CLIP_WRITE_S_PER_FRAME)
+    rounds = max(1, ctx.options.rounds)
+    plan = plan_clip(
+        ctx.options.seconds, ctx.options.fps, left, rounds * spf + CLIP_WRITE_S_PER_FRAME
+    )
     ctx.plan = plan
     ctx.clip = write_clip(
         work_dir(ctx) / f"clip-{plan.frames}f.mp4", ctx.inputs.photo, plan.frames, plan.fps
@@ -279,9 +282,15 @@ def finish(ctx: Context, around: Around, run: PathRun) -> PathRun:
 
 
 def path_estimate(ctx: Context, path: str) -> float:
+    """The clip's frames at the path's cost: the calibration's, or what its last round took
+    per frame when that was more (the machine may have got busier since)."""
     if ctx.plan is None:
         return 0.0
-    return ctx.plan.frames * ctx.costs(path).frame_s(FACES_PER_FRAME)
+    per_frame = ctx.costs(path).frame_s(FACES_PER_FRAME)
+    done = ctx.results.path_runs(path)
+    if done and done[-1].frames:
+        per_frame = max(per_frame, done[-1].wall_s / done[-1].frames)
+    return ctx.plan.frames * per_frame
 
 
 def require_clip(ctx: Context) -> Clip:
@@ -290,10 +299,10 @@ def require_clip(ctx: Context) -> Clip:
     return ctx.clip
 
 
-def run_facet(ctx: Context) -> None:
+def run_facet(ctx: Context, round_: int) -> None:
     stack, clip = ctx.require_stack(), require_clip(ctx)
     assert stack.gateway is not None
-    output = work_dir(ctx) / "facet-out.mp4"
+    output = work_dir(ctx) / f"facet-out-{round_}.mp4"
     around = begin(ctx)
     done = swap_through_gateway(
         stack.gateway.url, clip.path, ctx.inputs.source_jpeg, output, poll_s=ctx.options.poll_s
@@ -301,6 +310,7 @@ def run_facet(ctx: Context) -> None:
     outcome = done.outcome
     seconds = dict(outcome.get("seconds", {}))
     run = PathRun(
+        round=round_,
         path=FACET,
         frames=int(outcome.get("frames", 0)),
         faces_detected=int(outcome.get("faces_detected", 0)),
@@ -347,9 +357,9 @@ def fill_facet_model_stages(run: PathRun) -> None:
         run.stage_sources[stage] = source
 
 
-def run_facefusion(ctx: Context) -> None:
+def run_facefusion(ctx: Context, round_: int) -> None:
     stack, clip = ctx.require_stack(), require_clip(ctx)
-    output = work_dir(ctx) / "baseline-out.mp4"
+    output = work_dir(ctx) / f"baseline-out-{round_}.mp4"
     around = begin(ctx)
     done = run_baseline(
         stack.grpc_url,
@@ -360,6 +370,7 @@ def run_facefusion(ctx: Context) -> None:
         max_faces=MAX_FACES,
     )
     run = PathRun(
+        round=round_,
         path=BASELINE,
         frames=done.frames,
         faces_detected=done.faces_detected,
@@ -373,22 +384,22 @@ def run_facefusion(ctx: Context) -> None:
     )
     finish(ctx, around, run)
     run.output = describe_video(output)
-    estimate_facet_pixels(ctx)
 
 
-def estimate_facet_pixels(ctx: Context) -> None:
+def estimate_facet_pixels(results: SwapVideoResults) -> None:
     """Facet aligns and pastes with the very functions the baseline timed: its align and paste
     seconds are the baseline's per-face medians times Facet's faces (in threads, overlapping)."""
-    facet, baseline = ctx.results.run(FACET), ctx.results.run(BASELINE)
-    if facet is None or baseline is None:
+    baseline = results.run(BASELINE)
+    if baseline is None:
         return
-    for stage in ("align", "paste"):
-        per_face = baseline.per_face_ms.get(stage)
-        if per_face is not None:
-            facet.stages_s[stage] = per_face / 1000.0 * facet.faces_swapped
-            facet.stage_sources[stage] = (
-                "estimated: the baseline's median per face (the same gateway function) × faces"
-            )
+    for facet in results.path_runs(FACET):
+        for stage in ("align", "paste"):
+            per_face = baseline.per_face_ms.get(stage)
+            if per_face is not None:
+                facet.stages_s[stage] = per_face / 1000.0 * facet.faces_swapped
+                facet.stage_sources[stage] = (
+                    "estimated: the baseline's median per face (the same gateway function) × faces"
+                )
 
 
 # --- memory ----------------------------------------------------------------------------------
@@ -511,15 +522,24 @@ def comparison_steps(ctx: Context) -> list[Step]:
             lambda: batch_estimate(ctx),
         ),
         Step("clip: length from the budget, written", lambda: make_clip(ctx), lambda: 5.0),
-        Step(
-            "Facet: POST /process/video", lambda: run_facet(ctx), lambda: path_estimate(ctx, FACET)
-        ),
-        Step(
-            "FaceFusion's way over the same Triton",
-            lambda: run_facefusion(ctx),
-            lambda: path_estimate(ctx, BASELINE),
-        ),
+        *(step for round_ in range(1, ctx.options.rounds + 1) for step in round_steps(ctx, round_)),
     ]
+
+
+def round_steps(ctx: Context, round_: int) -> list[Step]:
+    """Both paths over the clip; odd rounds Facet first, even rounds FaceFusion's way first, so
+    a load that changes during the run falls on both alike."""
+    facet = Step(
+        f"Facet: POST /process/video (round {round_})",
+        lambda: run_facet(ctx, round_),
+        lambda: path_estimate(ctx, FACET),
+    )
+    baseline = Step(
+        f"FaceFusion's way over the same Triton (round {round_})",
+        lambda: run_facefusion(ctx, round_),
+        lambda: path_estimate(ctx, BASELINE),
+    )
+    return [facet, baseline] if round_ % 2 else [baseline, facet]
 
 
 def memory_steps(ctx: Context) -> list[Step]:

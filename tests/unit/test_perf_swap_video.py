@@ -126,6 +126,36 @@ def test_batch_cost_and_fps_ratio() -> None:
     assert results.fps_ratio == pytest.approx(1.5)
 
 
+def test_rounds_combine_and_the_ratio_takes_medians() -> None:
+    def run(path: str, wall_s: float, round_: int) -> PathRun:
+        delta = ModelDelta("inswapper_128", 2, 16, 2, 0.0, 8.0, 8.0, {8: [2.0, 8.0]})
+        return PathRun(
+            path,
+            8,
+            16,
+            16,
+            wall_s,
+            {"swap": wall_s / 2},
+            {"swap": "t"},
+            triton=[delta],
+            other_cores=1.0 if round_ == 1 else 0.0,
+            round=round_,
+        )
+
+    results = SwapVideoResults("2026-12-01T00:00:00+00:00", 1.0, {}, {})
+    results.runs = [run(FACET, 100.0, 1), run(BASELINE, 150.0, 1)]
+    results.runs += [run(BASELINE, 120.0, 2), run(FACET, 60.0, 2)]
+    # Medians of 8/100, 8/60 and of 8/150, 8/120.
+    assert results.fps_ratio == pytest.approx((0.08 + 8 / 60) / (8 / 150 + 8 / 120))
+    facet = results.run(FACET)
+    assert facet is not None
+    assert (facet.frames, facet.wall_s, facet.stages_s["swap"]) == (16, 160.0, 80.0)
+    assert facet.other_cores == pytest.approx(100.0 / 160.0)
+    swapper = facet.model("inswapper_128")
+    assert swapper is not None and swapper.by_batch == {8: [4.0, 16.0]}
+    assert swapper.average_batch == pytest.approx(8.0)
+
+
 def test_results_survive_json() -> None:
     delta = ModelDelta("inswapper_128", 14, 108, 14, 0.1, 400.0, 400.0, {8: [13.0, 390.0]})
     facet = PathRun(FACET, 54, 110, 108, 300.0, {"swap": 1.0}, {"swap": "t"}, triton=[delta])
