@@ -64,7 +64,10 @@ def run_original(
             inputs.append({"name": name, "dtype": dtype, "shape": list(array.shape), "file": file})
         request = {"backend": BACKEND, "inputs": inputs, "outputs": outputs}
         (folder / "request.json").write_text(json.dumps(request))
-        command = [node, str(SCRIPT), str(modules), str(model_json), str(folder)]
+        # Absolute paths: Node resolves packages from `modules` with createRequire, which takes
+        # no relative path.
+        paths = (SCRIPT, modules, model_json, folder)
+        command = [node, *(str(Path(p).resolve()) for p in paths)]
         try:
             done = subprocess.run(
                 command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False
