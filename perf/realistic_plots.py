@@ -14,7 +14,7 @@ from perf.realistic_results import (
     UPSCALE,
     RealisticResults,
 )
-from perf.report import pyplot
+from perf.report import pyplot, save_figure
 
 
 def plot_upscale(results: RealisticResults, destination: Path, *, latency: bool) -> Path | None:
@@ -41,10 +41,7 @@ def plot_upscale(results: RealisticResults, destination: Path, *, latency: bool)
         axis.set_ylim(bottom=0)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(destination, dpi=110)
-    plt.close(figure)
-    return destination
+    return save_figure(figure, destination)
 
 
 def plot_floors(results: RealisticResults, destination: Path) -> Path | None:
@@ -66,10 +63,7 @@ def plot_floors(results: RealisticResults, destination: Path) -> Path | None:
         axis.set(ylabel=f"ms per {item}", title=model)
         axis.grid(alpha=0.3, axis="y")
         axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(destination, dpi=110)
-    plt.close(figure)
-    return destination
+    return save_figure(figure, destination)
 
 
 def plot_memory(results: RealisticResults, destination: Path) -> Path | None:
@@ -89,10 +83,7 @@ def plot_memory(results: RealisticResults, destination: Path) -> Path | None:
     axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(destination, dpi=110)
-    plt.close(figure)
-    return destination
+    return save_figure(figure, destination)
 
 
 def write_plots(results: RealisticResults, directory: Path, stem: str) -> list[Path]:

@@ -21,7 +21,7 @@ from perf.realistic_results import (
     case_label,
 )
 from perf.realistic_targets import evaluate
-from perf.report import Target, fmt, fmt_ms, render_machine, table
+from perf.report import Target, fmt, fmt_ms, render_closing_sections, render_machine, table
 from perf.stats import median, ratio
 
 NOTE_NAMES = {
@@ -86,14 +86,7 @@ def render_markdown(
         lines += ["", "## Floors: the served models at their serving shape", ""]
         lines += render_floors(results)
     lines += ["", "## Memory", "", *render_memory(results)]
-    if results.skipped or results.failed:
-        lines += ["", "## Skipped and failed steps", ""]
-        lines += [f"- skipped: {s['step']} ({s['reason']})" for s in results.skipped]
-        lines += [f"- FAILED: {s['step']}: {s['reason']}" for s in results.failed]
-    if plots:
-        lines += ["", "## Plots", "", *(f"![{p.stem}]({p.name})" for p in plots)]
-    if results.notes:
-        lines += ["", "## Notes", "", *(f"- {note}" for note in results.notes)]
+    lines += render_closing_sections(results.skipped, results.failed, plots, results.notes)
     lines += [
         "",
         "## Reproduce",

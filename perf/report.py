@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -565,6 +565,33 @@ def pyplot() -> Any:
     return plt
 
 
+def save_figure(figure: Any, destination: Path) -> Path:
+    """Lay out, write as a PNG and free one matplotlib figure."""
+    figure.tight_layout()
+    figure.savefig(destination, dpi=110)
+    pyplot().close(figure)
+    return destination
+
+
+def render_closing_sections(
+    skipped: Sequence[Mapping[str, Any]],
+    failed: Sequence[Mapping[str, Any]],
+    plots: Sequence[Path],
+    notes: Sequence[str],
+) -> list[str]:
+    """A report's skipped/failed steps, plots and notes sections (each only when present)."""
+    lines: list[str] = []
+    if skipped or failed:
+        lines += ["", "## Skipped and failed steps", ""]
+        lines += [f"- skipped: {s['step']} ({s['reason']})" for s in skipped]
+        lines += [f"- FAILED: {s['step']}: {s['reason']}" for s in failed]
+    if plots:
+        lines += ["", "## Plots", "", *(f"![{p.stem}]({p.name})" for p in plots)]
+    if notes:
+        lines += ["", "## Notes", "", *(f"- {note}" for note in notes)]
+    return lines
+
+
 def _plot_paths(axis: Any, results: Results, paths: Sequence[str]) -> None:
     for path in paths:
         points = results.path_points(path)
@@ -604,10 +631,7 @@ def plot_throughput(results: Results, destination: Path) -> Path:
     for axis in (tiles_axis, images_axis):
         _finish_axis(axis, results.setup.concurrency)
     figure.suptitle(f"{results.setup.model} ({results.setup.variant}), {results.started_at[:10]}")
-    figure.tight_layout()
-    figure.savefig(destination, dpi=110)
-    plt.close(figure)
-    return destination
+    return save_figure(figure, destination)
 
 
 def plot_latency(results: Results, destination: Path) -> Path:
@@ -628,10 +652,7 @@ def plot_latency(results: Results, destination: Path) -> Path:
         axis.set(xlabel="concurrency", ylabel="latency (ms)", title=LABELS[path])
         axis.title.set_fontsize(8)
         _finish_axis(axis, levels)
-    figure.tight_layout()
-    figure.savefig(destination, dpi=110)
-    plt.close(figure)
-    return destination
+    return save_figure(figure, destination)
 
 
 def write_plots(results: Results, directory: Path, stem: str) -> list[Path]:

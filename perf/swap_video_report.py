@@ -7,7 +7,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
-from perf.report import Target, fmt, fmt_ms, pyplot, render_machine, table
+from perf.report import (
+    Target,
+    fmt,
+    fmt_ms,
+    pyplot,
+    render_closing_sections,
+    render_machine,
+    save_figure,
+    table,
+)
 from perf.stats import median, ratio
 from perf.swap_video_results import (
     BASELINE,
@@ -250,14 +259,7 @@ def render_markdown(results: SwapVideoResults, plots: Sequence[Path]) -> str:
         lines += ["", "## The swapper: one call of N faces vs N calls", ""]
         lines += render_batches(results)
     lines += ["", "## Memory", "", *render_memory(results)]
-    if results.skipped or results.failed:
-        lines += ["", "## Skipped and failed steps", ""]
-        lines += [f"- skipped: {s['step']} ({s['reason']})" for s in results.skipped]
-        lines += [f"- FAILED: {s['step']}: {s['reason']}" for s in results.failed]
-    if plots:
-        lines += ["", "## Plots", "", *(f"![{p.stem}]({p.name})" for p in plots)]
-    if results.notes:
-        lines += ["", "## Notes", "", *(f"- {note}" for note in results.notes)]
+    lines += render_closing_sections(results.skipped, results.failed, plots, results.notes)
     lines += [
         "",
         "## Reproduce",
@@ -695,10 +697,7 @@ def plot_stages(results: SwapVideoResults, destination: Path) -> Path | None:
     )
     axis.grid(alpha=0.3, axis="x")
     axis.legend(fontsize=7, ncol=8, loc="upper center", bbox_to_anchor=(0.5, -0.22))
-    figure.tight_layout()
-    figure.savefig(destination, dpi=110)
-    plt.close(figure)
-    return destination
+    return save_figure(figure, destination)
 
 
 def plot_batches(results: SwapVideoResults, destination: Path) -> Path | None:
@@ -723,10 +722,7 @@ def plot_batches(results: SwapVideoResults, destination: Path) -> Path | None:
     axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(destination, dpi=110)
-    plt.close(figure)
-    return destination
+    return save_figure(figure, destination)
 
 
 def plot_memory(results: SwapVideoResults, destination: Path) -> Path | None:
@@ -745,10 +741,7 @@ def plot_memory(results: SwapVideoResults, destination: Path) -> Path | None:
     axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(destination, dpi=110)
-    plt.close(figure)
-    return destination
+    return save_figure(figure, destination)
 
 
 def write_report(results: SwapVideoResults, directory: Path, stem: str) -> Path:
