@@ -15,6 +15,7 @@ Otherwise: the re-implementations in export/arch/inswapper.py with seeded random
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,14 @@ def _swap_sample() -> Array:
     return astronaut_face(FACE_SIZE)
 
 
+INSWAPPER_OFFICIAL = OfficialWeights(
+    filename=INSWAPPER_FILE,
+    url=INSWAPPER_URL,
+    sha256=INSWAPPER_SHA256,
+    licence=INSIGHTFACE_LICENCE,
+    state_keys=(),
+)
+
 SWAP_LATENT = ModelSpec(
     name="swap_latent",
     description="inswapper source latent: ArcFace embedding (any norm) → L2-normalise → @ emap "
@@ -172,14 +181,8 @@ SWAP_LATENT = ModelSpec(
         intra_op_threads=1,
     ),
     sample=_latent_sample,
-    official=OfficialWeights(
-        filename=INSWAPPER_FILE,
-        url=INSWAPPER_URL,
-        sha256=INSWAPPER_SHA256,
-        licence=INSIGHTFACE_LICENCE,
-        state_keys=(),
-        convert=emap_from_inswapper,
-    ),
+    # The same official file: swap_latent reads only its last initializer.
+    official=replace(INSWAPPER_OFFICIAL, convert=emap_from_inswapper),
     feeds=_latent_feeds,
     numpy_reference=latent_reference,
 )
@@ -214,13 +217,7 @@ INSWAPPER_128 = ModelSpec(
         intra_op_threads=2,
     ),
     sample=_swap_sample,
-    official=OfficialWeights(
-        filename=INSWAPPER_FILE,
-        url=INSWAPPER_URL,
-        sha256=INSWAPPER_SHA256,
-        licence=INSIGHTFACE_LICENCE,
-        state_keys=(),
-    ),
+    official=INSWAPPER_OFFICIAL,
     requires=("image_to_tensor", "tensor_to_image"),
     output_range=(0.0, 1.0),
     synthetic_adjust=swapper_at_init_scale,
