@@ -100,15 +100,12 @@ class SwapService:
         if request.face_detector_model not in DETECTORS:
             raise BadRequest(f"face_detector_model must be one of: {', '.join(sorted(DETECTORS))}")
         catalog = await self._client.current_catalog()
-        missing = [
-            processor
-            for processor in request.processors
-            if not all(catalog.is_installed(m) for m in self.processor_models(processor))
-        ]
+        installed = self._installed(catalog)
+        missing = [processor for processor in request.processors if processor not in installed]
         if missing:
             raise BadRequest(
                 f"processor(s) {', '.join(missing)} are not installed on this server; "
-                f"installed: {', '.join(self._installed(catalog)) or 'none'}"
+                f"installed: {', '.join(installed) or 'none'}"
             )
         detector = DETECTORS[request.face_detector_model]
         if not catalog.is_installed(detector):
