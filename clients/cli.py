@@ -83,6 +83,8 @@ examples:
   facet swap clip.mp4 --source face.jpg -o clip_swapped.mp4 --enhance
   facet models --url 127.0.0.1:8001
   facet processors
+  facet caption photo.jpg
+  facet search "two cats on a sofa" --limit 3
   facet status 6b0f4c1e9a5d4e0c8f4f2b7a1d3c5e7f
   facet cancel 6b0f4c1e9a5d4e0c8f4f2b7a1d3c5e7f
   facet <command> --help      (every command explains its options)"""
@@ -218,6 +220,29 @@ examples:
   facet swap clip.mp4 --source face.jpg -o clip_swapped.mp4 --fps 24 --scale 50
   facet swap clip.webm --source face.png --detector scrfd --score 0.6 --url http://gateway:8000"""
 
+CAPTION_DESCRIPTION = """\
+Caption one image and list the objects in it, with the Image Context Extractor API of the
+gateway: the file is uploaded into the server's media root (POST /api/v1/images/upload), where
+BLIP writes its caption, NanoDet finds its COCO objects and CLIP and MiniLM embed it, so that
+`facet search` finds it afterwards. A synthetic-weights warning is printed when one ran."""
+
+CAPTION_EXAMPLES = """\
+examples:
+  facet caption photo.jpg
+  facet caption photo.jpg --overwrite --json
+  facet caption photo.jpg --upload-dir albums/2026 --url http://gateway:8000"""
+
+SEARCH_DESCRIPTION = """\
+Search the images the gateway has indexed by text (GET /api/v1/images/?query=...): the query is
+compared with each image's caption and objects (MiniLM) and with its picture (CLIP); the README
+says how the two scores are combined. Prints score (cosine, higher is nearer), path and caption."""
+
+SEARCH_EXAMPLES = """\
+examples:
+  facet search "a person in a space suit"
+  facet search "playground" --objects person,child --limit 10
+  facet search cats --min-score 0.3 --json"""
+
 PROCESSORS_DESCRIPTION = """\
 List the gateway's face processors (face_swapper, face_enhancer, frame_enhancer) and whether
 each can run now, i.e. every model it calls is ready in Triton, with the warning of one whose
@@ -312,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_restore(commands)
     add_swap(commands)
     add_processors(commands)
+    add_caption(commands)
+    add_search(commands)
     return parser
 
 
@@ -648,6 +675,45 @@ def add_processors(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     _add_rest_options(parser, json_output=True)
     parser.set_defaults(handler=run_processors)
+
+
+def add_caption(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        commands,
+        "caption",
+        "caption an image and list its objects (and index it for search)",
+        CAPTION_DESCRIPTION,
+        CAPTION_EXAMPLES,
+    )
+    parser.add_argument("input", type=Path, help="the image (JPEG, PNG or WebP)")
+    parser.add_argument(
+        "--upload-dir",
+        default="uploads",
+        help="folder inside the server's first media root (default: uploads)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a file of the same name there"
+    )
+    _add_rest_options(parser, json_output=True)
+    parser.set_defaults(handler=run_caption)
+
+
+def add_search(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = _command(
+        commands, "search", "search indexed images by text", SEARCH_DESCRIPTION, SEARCH_EXAMPLES
+    )
+    parser.add_argument("query", help="what to look for, in words")
+    parser.add_argument(
+        "--limit", type=positive_int, default=5, help="how many results (default: 5)"
+    )
+    parser.add_argument(
+        "--objects", help="only images with any of these objects, comma-separated (e.g. cat,dog)"
+    )
+    parser.add_argument(
+        "--min-score", type=_float, help="leave out results scoring below this (-1 to 1)"
+    )
+    _add_rest_options(parser, json_output=True)
+    parser.set_defaults(handler=run_search)
 
 
 # Entry point -----------------------------------------------------------------------------------
@@ -1370,4 +1436,53 @@ def run_processors(args: argparse.Namespace) -> int:
         available = "yes" if processor.get("available") else "no"
         table.append((str(processor.get("name")), available, str(processor.get("warning") or "-")))
     print(format_table(table))
+    return EXIT_OK
+
+
+def run_caption(args: argparse.Namespace) -> int:
+    from clients.rest import FacetRestClient
+
+    if not args.input.is_file():
+        raise UsageError(f"{args.input}: no such file")
+    with FacetRestClient(args.url) as client:
+        answer = client.upload_image(
+            args.input, overwrite=args.overwrite, upload_dir=args.upload_dir
+        )
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return EXIT_OK
+    info = answer.get("image_info") or {}
+    print(f"caption: {info.get('caption', '')}")
+    print(f"objects: {', '.join(info.get('objects') or []) or '-'}")
+    print(f"id:      {answer.get('image_id')}  ({answer.get('file_path')})")
+    if answer.get("warning"):
+        _error(f"warning: {answer['warning']}")
+    return EXIT_OK
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from clients.rest import FacetRestClient
+
+    objects = [name for name in (args.objects or "").split(",") if name.strip()]
+    with FacetRestClient(args.url) as client:
+        found = client.search_images(
+            args.query, limit=args.limit, objects=objects or None, min_score=args.min_score
+        )
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return EXIT_OK
+    table = [("SCORE", "PATH", "CAPTION", "OBJECTS")]
+    for item in found:
+        table.append(
+            (
+                f"{float(item.get('score', 0.0)):.3f}",
+                str(item.get("path")),
+                str(item.get("caption")),
+                ", ".join(item.get("objects") or []) or "-",
+            )
+        )
+    print(format_table(table))
+    warnings = {item["warning"] for item in found if item.get("warning")}
+    for warning in sorted(warnings):
+        _error(f"warning: {warning}")
     return EXIT_OK

@@ -163,7 +163,9 @@ def _read_error_body(response: httpx.Response) -> tuple[str, str | None]:
         return (f"{fallback}: {text[:200]}" if text else fallback), None
     if not isinstance(body, dict):
         return fallback, None
-    detail = body.get("detail")
+    # The gateway's body ({"detail", "error"}), or the Image Context Extractor's under /api/v1
+    # ({"success": false, "error", "message", "details"}).
+    detail = body.get("detail", body.get("message"))
     code = body.get("error")
     if detail is None:
         detail = fallback
@@ -517,6 +519,64 @@ class FacetRestClient(ClosesOnExit):
         model the processor calls is ready on the server now."""
         return _json_list(self._send("GET", "/processors"))
 
+    # Image Context Extractor (/api/v1) ---------------------------------------------------------
+
+    def upload_image(
+        self,
+        image: str | os.PathLike[str],
+        *,
+        process_immediately: bool = True,
+        overwrite: bool = False,
+        upload_dir: str = "uploads",
+    ) -> dict[str, Any]:
+        """POST /api/v1/images/upload: the file is stored in the server's media root and, with
+        `process_immediately`, captioned, tagged and indexed; the answer's `image_info` has the
+        caption and objects. BadRequestError with status 409 when the name is taken and
+        `overwrite` is false."""
+        path = Path(image)
+        form: FormData = {
+            "process_immediately": _form_bool(process_immediately),
+            "overwrite": _form_bool(overwrite),
+            "upload_dir": upload_dir,
+        }
+        with path.open("rb") as handle:
+            files = {"file": (path.name, handle, "application/octet-stream")}
+            return self._json("POST", "/api/v1/images/upload", files=files, data=form)
+
+    def process_server_image(self, image_path: str, *, force: bool = False) -> dict[str, Any]:
+        """POST /api/v1/images/process: a file already inside the server's media roots."""
+        body = {"image_path": image_path, "force_reprocess": force}
+        return self._json("POST", "/api/v1/images/process", json=body)
+
+    def search_images(
+        self,
+        query: str,
+        *,
+        limit: int = 5,
+        objects: Sequence[str] | None = None,
+        min_score: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """GET /api/v1/images/?query=…: the nearest indexed images, each with `score` (cosine,
+        higher is nearer) and `distance` (1 − score)."""
+        params: dict[str, Any] = {"query": query, "limit": limit}
+        if objects:
+            params["objects"] = ",".join(objects)
+        if min_score is not None:
+            params["min_score"] = min_score
+        return _json_list(self._send("GET", "/api/v1/images/", params=params))
+
+    def list_images(
+        self, *, limit: int = 100, offset: int = 0, objects: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if objects:
+            params["objects"] = ",".join(objects)
+        return _json_list(self._send("GET", "/api/v1/images/", params=params))
+
+    def delete_image(self, image_id: str, *, delete_file: bool = False) -> dict[str, Any]:
+        params = {"delete_file": _form_bool(delete_file)}
+        return self._json("DELETE", f"/api/v1/images/{_segment(image_id)}", params=params)
+
     # Transport -------------------------------------------------------------------------------
 
     def _json(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
@@ -533,6 +593,7 @@ class FacetRestClient(ClosesOnExit):
         files: Mapping[str, Any] | None = None,
         data: FormData | None = None,
         json: Any = None,
+        params: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
     ) -> httpx.Response:
         """Send once, and again after Retry-After on 429/503 while retries remain.
@@ -546,7 +607,7 @@ class FacetRestClient(ClosesOnExit):
         while True:
             try:
                 request = self._http.build_request(
-                    method, url, files=files, data=data, json=json, **options
+                    method, url, files=files, data=data, json=json, params=params, **options
                 )
                 response = self._http.send(request, stream=stream)
             except httpx.HTTPError as exc:

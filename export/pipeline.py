@@ -209,24 +209,24 @@ def validate_model(
     )
     if spec.numpy_reference is not None:
         independent = spec.numpy_reference(model, feeds)
-        results += compare_outputs(
-            spec.name, "onnxruntime_vs_numpy", label, independent, actual, spec.atol
-        )
+        check = f"onnxruntime_vs_{spec.numpy_reference_name}"
+        results += compare_outputs(spec.name, check, label, independent, actual, spec.atol)
     reference = spec.reference
     if reference is not None and kind in reference.applies_to and not tiny:
         photo = reference.image()
+        run = reference.runner(kind)
         check = f"onnxruntime_vs_{reference.name}"
         photo_label = reference.sample_label or f"astronaut photo {photo.shape[1]}x{photo.shape[0]}"
         if reference.vector is not None:
             feed = reference.feeds(photo) if reference.feeds else model_input(spec, photo)
             results += check_vector_against_reference(
-                spec.name, session, reference.run, photo, feed, reference.vector, check, photo_label
+                spec.name, session, run, photo, feed, reference.vector, check, photo_label
             )
         elif reference.min_psnr_db is not None:
             result = check_against_reference(
                 spec.name,
                 session,
-                reference.run,
+                run,
                 photo,
                 reference.min_psnr_db,
                 check,

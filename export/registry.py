@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from export.ensembles import ENSEMBLES
 from export.graphs import GRAPHS, GraphSpec
 from export.models.arcface import ARCFACE_W600K_R50
+from export.models.clip import CLIP_VIT_B32_TEXTUAL, CLIP_VIT_B32_VISUAL, EMBED_CLIP_TEXT
 from export.models.dlib_face import DLIB_RESNET_V1
 from export.models.gfpgan import GFPGAN_V1_4
 from export.models.inswapper import INSWAPPER_128, SWAP_LATENT
@@ -32,6 +33,9 @@ MODELS: dict[str, ModelSpec] = {
         SWAP_LATENT,
         INSWAPPER_128,
         MINILM_L6_V2,
+        CLIP_VIT_B32_VISUAL,
+        CLIP_VIT_B32_TEXTUAL,
+
     )
 }
 
@@ -43,7 +47,14 @@ PACKAGED: dict[str, PackagedOnnxSpec | TfjsPackageSpec] = {
 # Python-backend models committed as source (<name>/1/model.py): nothing to export; naming one
 # installs the models it calls.
 PYTHON_MODELS: dict[str, PythonModelSpec] = {
-    s.name: s for s in (FACE_DETECT_MTCNN, FACE_DETECT_SCRFD, EMBED_TEXT, DETECT_OBJECTS)
+    s.name: s
+    for s in (
+        FACE_DETECT_MTCNN,
+        FACE_DETECT_SCRFD,
+        EMBED_TEXT,
+        DETECT_OBJECTS,
+        EMBED_CLIP_TEXT,
+    )
 }
 
 ExportSpec = ModelSpec | GraphSpec | PackagedOnnxSpec | TfjsPackageSpec

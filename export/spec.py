@@ -43,6 +43,9 @@ class OfficialWeights:
     # Reads the state dict out of a file that is not a torch checkpoint (e.g. one initializer
     # of an ONNX graph); None: torch.load, or an ONNX file installed as the model itself.
     convert: Callable[[Path], StateDict] | None = None
+    # False: never fetched, only checked where it was placed (e.g. a model hub's snapshot
+    # folder); `--weights official` without the file then fails, naming where to put it.
+    download: bool = True
 
 
 @dataclass(frozen=True)
@@ -110,10 +113,17 @@ class ReferenceCheck:
     feeds: Callable[[Array], dict[str, Array]] | None = None
     # How the manifest names `image()`'s sample; None: "astronaut photo W×H".
     sample_label: str | None = None
+    # The reference for the weight kind being exported, where it needs the same weights
+    # (e.g. transformers' own model loaded with them); None: `run` serves every kind.
+    run_for: Callable[[WeightKind], Callable[[Array], Array]] | None = None
 
     def __post_init__(self) -> None:
         if (self.min_psnr_db is None) == (self.vector is None):
             raise ValueError(f"{self.name}: set exactly one of min_psnr_db and vector")
+
+    def runner(self, kind: WeightKind) -> Callable[[Array], Array]:
+        """The reference to run for weights of `kind`."""
+        return self.run if self.run_for is None else self.run_for(kind)
 
 
 @dataclass(frozen=True)
@@ -168,6 +178,9 @@ class ModelSpec:
     # An independent computation of the outputs from the loaded module's weights (e.g. numpy),
     # checked against ONNX Runtime besides PyTorch.
     numpy_reference: Callable[[nn.Module, dict[str, Array]], dict[str, Array]] | None = None
+    # What `numpy_reference` is, as its manifest check names it (onnxruntime_vs_<this>), e.g.
+    # "transformers" when it is the upstream library's own forward on the loaded weights.
+    numpy_reference_name: str = "numpy"
 
     def sample_for(self, tiny: bool) -> Array:
         """The validation photo at the input size of the variant being exported."""

@@ -84,6 +84,11 @@ def _official_path(spec: ModelSpec, weights_dir: Path) -> Path:
         raise WeightsError(f"{spec.name}: no official checkpoint is known")
     path = weights_dir / spec.official.filename
     if not path.is_file():
+        if not spec.official.download:
+            raise WeightsError(
+                f"{spec.name}: place {spec.official.filename} (from {spec.official.url}) in "
+                f"{weights_dir}; it is never downloaded"
+            )
         _download(spec.official, path)
     return path
 

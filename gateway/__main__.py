@@ -16,7 +16,15 @@ def main() -> None:
     )
     parser.parse_args()
     settings = Settings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        # A WebSocket frame larger than the protocol's limit is refused before it is buffered
+        # (uvicorn's default would take 16 MiB and only then let gateway.ws refuse it).
+        ws_max_size=settings.ws_max_message_bytes + 1024,
+    )
 
 
 main()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -18,10 +20,23 @@ from gateway import __version__
 from gateway.body_limit import BodyLimit
 from gateway.errors import FacetError, PayloadTooLarge, UnsupportedMediaType
 from gateway.observability import GatewayMetrics
-from gateway.openapi import install_openapi
-from gateway.routes import downloads, process, restore, system, upscale
-from gateway.services import start_services
+from gateway.openapi import CONTEXT_PREFIX, install_openapi
+from gateway.routes import (
+    context_directories,
+    context_duplicates,
+    context_images,
+    context_system,
+    downloads,
+    process,
+    restore,
+    system,
+    upscale,
+)
+from gateway.services import Services, start_services
 from gateway.settings import Settings
+from gateway.ws.hub import Hub
+from gateway.ws.limits import WsLimits
+from gateway.ws.routes import ws_router
 
 # Multipart framing around the file: boundaries, headers and the small form fields.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -95,18 +110,39 @@ def _caused_by(exc: BaseException, text: str) -> bool:
     return False
 
 
+def context_error_response(response: JSONResponse) -> JSONResponse:
+    """An error answer in the Image Context Extractor's body (every /api/v1 route): the same
+    status, headers and reason, its fields renamed as that API documents them."""
+    body = json.loads(bytes(response.body))
+    shaped = {
+        "success": False,
+        "error": body.get("error", "HTTPError"),
+        "message": body.get("detail", ""),
+        "details": {"status_code": response.status_code},
+        "timestamp": datetime.now().isoformat(),
+    }
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return JSONResponse(shaped, status_code=response.status_code, headers=headers)
+
+
+def shaped_for(request: Request, response: JSONResponse) -> JSONResponse:
+    if request.url.path.startswith(CONTEXT_PREFIX):
+        return context_error_response(response)
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_facet_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FacetError)
-        return error_response(exc)
+        return shaped_for(request, error_response(exc))
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return validation_response(exc)
+        return shaped_for(request, validation_response(exc))
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return http_error_response(exc)
+        return shaped_for(request, http_error_response(exc))
 
     app.add_exception_handler(FacetError, on_facet_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
@@ -203,13 +239,40 @@ def _root_path(request: Request) -> str:
     return root.rstrip("/") if isinstance(root, str) else ""
 
 
+def ws_limits(settings: Settings) -> WsLimits:
+    return WsLimits(
+        max_message_bytes=settings.ws_max_message_bytes,
+        max_connections=settings.ws_max_connections,
+        max_queue=settings.ws_queue_length,
+    )
+
+
+def live_search(app: FastAPI) -> Callable[..., Awaitable[list[dict[str, object]]]]:
+    """/ws/search's search: the same one as GET /api/v1/images/?query=…"""
+
+    async def search(
+        query: str, limit: int, objects: list[str] | None, min_score: float | None
+    ) -> list[dict[str, object]]:
+        services: Services = app.state.services
+        library = services.library
+        hits = await library.search(query, limit=limit, min_score=min_score, objects=objects)
+        return [
+            context_images.image_info(library, record)
+            | {"score": round(score, 6), "distance": round(distance, 6)}
+            for record, score, distance in hits
+        ]
+
+    return search
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = GatewayMetrics()
+    hub = Hub()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await start_services(settings, metrics)
+        services = await start_services(settings, metrics, hub)
         app.state.services = services
         try:
             yield
@@ -244,6 +307,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(restore.router)
     app.include_router(downloads.router)
     app.include_router(process.router)
+    app.include_router(context_system.router)
+    app.include_router(context_images.router)
+    app.include_router(context_directories.router)
+    app.include_router(context_duplicates.router)
+    app.include_router(ws_router(hub, live_search(app), ws_limits(settings)))
     install_offline_docs(app)
     install_openapi(app)
     return app

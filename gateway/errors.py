@@ -21,6 +21,12 @@ class BadRequest(FacetError):
     status = 400
 
 
+class Forbidden(FacetError):
+    """A path outside what the server may read or write (the media roots)."""
+
+    status = 403
+
+
 class NotFound(FacetError):
     status = 404
 

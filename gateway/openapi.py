@@ -18,6 +18,20 @@ class ErrorBody(BaseModel):
     error: str = Field(description="the gateway's error class, e.g. BadRequest, Overloaded")
 
 
+class ContextErrorBody(BaseModel):
+    """The body of every error answer under /api/v1, as the Image Context Extractor API
+    documents it."""
+
+    success: bool = Field(description="always false")
+    error: str = Field(description="the gateway's error class, e.g. NotFound, Forbidden")
+    message: str = Field(description="why, in words meant for the caller")
+    details: dict[str, Any] = Field(description="`status_code`: the HTTP status")
+    timestamp: str = Field(description="ISO 8601, the server's local time")
+
+
+# Paths whose errors use ContextErrorBody.
+CONTEXT_PREFIX = "/api/v1"
+
 RETRY_AFTER = {
     "Retry-After": {
         "description": "seconds to wait before trying again",
@@ -26,7 +40,9 @@ RETRY_AFTER = {
 }
 DESCRIPTIONS = {
     400: "invalid parameters or an unreadable image (the reason says which)",
-    404: "no such job, result or batch (or it expired)",
+    403: "a server-side path outside the media roots (FACET_MEDIA_ROOTS)",
+    404: "no such job, result, batch, image or path (or it expired)",
+    409: "the file exists already (upload with overwrite=true to replace it)",
     413: "upload larger than the limit (counted on the wire, also for chunked bodies)",
     415: "not a JPEG, PNG or WebP image",
     429: "rate limit exceeded for this client",
@@ -38,14 +54,18 @@ VALIDATION_CODES = ("422",)
 
 
 ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+CONTEXT_ERROR_CONTENT = {
+    "application/json": {"schema": {"$ref": "#/components/schemas/ContextErrorBody"}}
+}
 
 
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+def errors(*codes: int, context: bool = False) -> dict[int | str, dict[str, Any]]:
     """The `responses=` entries for these error codes, each with the real body's schema (always
-    JSON, whatever the route's own media type)."""
+    JSON, whatever the route's own media type); `context`: the /api/v1 body."""
+    content = CONTEXT_ERROR_CONTENT if context else ERROR_CONTENT
     answers: dict[int | str, dict[str, Any]] = {}
     for code in codes:
-        answer: dict[str, Any] = {"description": DESCRIPTIONS[code], "content": ERROR_CONTENT}
+        answer: dict[str, Any] = {"description": DESCRIPTIONS[code], "content": content}
         if code in (429, 503):
             answer["headers"] = RETRY_AFTER
         answers[code] = answer
@@ -74,17 +94,17 @@ def install_openapi(app: FastAPI) -> None:
 def fold_validation_errors(schema: dict[str, Any]) -> None:
     """Replace each operation's 422 (never sent) by a 400 with the error body, and drop the
     validation schemas nothing refers to any more."""
-    for operations in schema.get("paths", {}).values():
+    for path, operations in schema.get("paths", {}).items():
+        content = CONTEXT_ERROR_CONTENT if path.startswith(CONTEXT_PREFIX) else ERROR_CONTENT
         for operation in operations.values():
             responses = operation.get("responses", {})
             if not any(code in responses for code in VALIDATION_CODES):
                 continue
             for code in VALIDATION_CODES:
                 responses.pop(code, None)
-            responses.setdefault(
-                "400", {"description": DESCRIPTIONS[400], "content": ERROR_CONTENT}
-            )
+            responses.setdefault("400", {"description": DESCRIPTIONS[400], "content": content})
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
     components.setdefault("ErrorBody", ErrorBody.model_json_schema())
+    components.setdefault("ContextErrorBody", ContextErrorBody.model_json_schema())

@@ -8,6 +8,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from gateway.context.directory_task import KIND as DIRECTORY_TASK
+from gateway.context.directory_task import DirectoryTask
+from gateway.context.library import ImageLibrary
+from gateway.context.paths import MediaRoots
+from gateway.context.sessions import context_models
 from gateway.faces.service import RestoreService
 from gateway.jobs.batch_job import BatchRestoreJob
 from gateway.jobs.queue import JobQueue, build_huey
@@ -23,6 +28,9 @@ from gateway.storage import FileStore
 from gateway.swap.service import SwapService
 from gateway.swap.video_job import SwapVideoJob
 from gateway.triton_client import TritonClient
+from gateway.vectors import open_vector_store
+from gateway.vectors.store import VectorStore
+from gateway.ws.hub import Hub
 from triton_core.catalog import WeightFacts
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,10 @@ class Services:
     restore_slots: asyncio.Semaphore
     limiter: RateLimiter
     metrics: GatewayMetrics
+    vectors: VectorStore
+    library: ImageLibrary
+    directory_task: DirectoryTask
+    ws_hub: Hub
     started_at: float = field(default_factory=time.time)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -60,6 +72,7 @@ class Services:
         await asyncio.to_thread(self.queue.stop, SHUTDOWN_WAIT_S)
         await self.triton.close()
         self.store.close()
+        self.vectors.close()
 
     async def _expire_results(self) -> None:
         while True:
@@ -82,7 +95,7 @@ def expire_results(store: JobStore, files: FileStore, ttl_s: float) -> int:
     return len(expired)
 
 
-async def start_services(settings: Settings, metrics: GatewayMetrics) -> Services:
+async def start_services(settings: Settings, metrics: GatewayMetrics, hub: Hub) -> Services:
     triton = TritonClient(settings)
     await triton.start()
     store = JobStore(settings.database_path)
@@ -92,10 +105,16 @@ async def start_services(settings: Settings, metrics: GatewayMetrics) -> Service
     upscale_job = UpscaleJob(settings, store, files, upscaler, faces)
     swap = SwapService(triton, faces, upscaler)
     swap_video = SwapVideoJob(settings, store, files, swap)
+    vectors = await asyncio.to_thread(open_vector_store, settings)
+    roots = MediaRoots.create(settings.media_roots)
+    library = ImageLibrary(settings, vectors, context_models(triton), roots, triton)
+    hub.bind_loop(asyncio.get_running_loop())
+    directory_task = DirectoryTask(store, library, hub.publish)
     handlers: dict[str, JobHandler] = {
         "upscale": upscale_job,
         "batch": BatchRestoreJob(settings, store, files, faces),
         "swap_video": swap_video,
+        DIRECTORY_TASK: directory_task,
     }
     runner = JobRunner(
         store,
@@ -129,6 +148,10 @@ async def start_services(settings: Settings, metrics: GatewayMetrics) -> Service
         asyncio.Semaphore(settings.restore_concurrency),
         limiter,
         metrics,
+        vectors,
+        library,
+        directory_task,
+        hub,
     )
     report = recover_jobs(store, queue, files, settings.job_attempts)
     if report.requeued or report.failed or report.re_enqueued:

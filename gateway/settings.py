@@ -96,6 +96,25 @@ class Settings(BaseSettings):
         "a password",
     )
 
+    # The Image Context Extractor API (/api/v1): server-side paths, batching, objects
+    media_roots: list[Path] = Field(
+        default=[Path("media")],
+        description="folders whose files image_path, directory_path and upload_dir may name "
+        "(created at start); a relative path starts in the first",
+    )
+    context_batch_images: int = Field(
+        default=8, ge=1, le=64, description="images whose context is computed in one batch"
+    )
+    context_object_score: float = Field(
+        default=0.35, ge=0.0, le=1.0, description="NanoDet score from which an object is listed"
+    )
+    context_max_directory_files: int = Field(
+        default=10_000, ge=1, description="image files one directory request may cover"
+    )
+    ws_max_connections: int = Field(default=100, ge=1)
+    ws_max_message_bytes: int = Field(default=64 * 1024, ge=256)
+    ws_queue_length: int = Field(default=64, ge=4, description="events held per slow client")
+
     # Rate limits (requests per minute per client), as the seed documents
     rate_limit_upscale: int = 20
     rate_limit_status: int = 60

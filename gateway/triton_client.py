@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 import tritonclient.utils.shared_memory as shm
@@ -157,7 +158,9 @@ class TritonClient:
             raise ValueError("timeout_s must be positive")
         deadline = asyncio.get_running_loop().time() + timeout
         try:
-            if self._settings.triton_use_shared_memory:
+            # Strings (BYTES) have no fixed size to lay out in a region: they go on the wire.
+            has_strings = any(array.dtype == np.object_ for array in inputs.values())
+            if self._settings.triton_use_shared_memory and not has_strings:
                 return await self._infer_shared(
                     client, model, inputs, outputs, deadline, output_nbytes or {}
                 )

@@ -142,6 +142,8 @@ class Arch:
     # Integer [B, L] inputs of a text encoder: random token ids, then all-ones masks; L is the
     # target's side.
     token_inputs: int = 0
+    # The image crosses as uint8 H×W×C (the model normalises it inside, e.g. CLIP's towers).
+    uint8_nhwc: bool = False
 
 
 def _patched(
@@ -160,12 +162,17 @@ def arch_from_spec(spec: ModelSpec) -> Arch:
     """An export.spec.ModelSpec as the probe sees it."""
     tokens = [t for t in spec.inputs if t.dtype in ("TYPE_INT32", "TYPE_INT64")]
     vectors = tuple(t.dims[0] for t in spec.inputs if len(t.dims) == 1 and t not in tokens)
-    images = [t.dims for t in spec.inputs if len(t.dims) >= 3]  # [N,] C, H, W
-    dims = images[0] if images else (0, 0, 0)
+    images = [t for t in spec.inputs if len(t.dims) >= 3]
+    nhwc = bool(images) and images[0].dtype == "TYPE_UINT8" and images[0].dims[-1] in (1, 3)
+    dims = images[0].dims if images else (0, 0, 0)  # [N,] C, H, W
+    if nhwc:
+        dims = (dims[-1], dims[-3], dims[-2])
     fixed = dims[-1] if dims[-1] > 0 and dims[-2] == dims[-1] else None
     if tokens:  # a text encoder: its side is the sequence length (the tiny run's: TINY_SIDE)
         fixed = TEXT_TOKENS
     tiny_fixed = None if tokens else fixed
+    if tokens and tokens[0].dims[-1] > 0:  # a fixed context (CLIP's 77 ids) at both sizes
+        fixed = tiny_fixed = tokens[0].dims[-1]
     if fixed is not None and spec.tiny_sample is not None:
         tiny_fixed = int(spec.tiny_sample().shape[0])
     return Arch(
@@ -178,6 +185,7 @@ def arch_from_spec(spec: ModelSpec) -> Arch:
         input_range=(float(spec.input_range[0]), float(spec.input_range[1])),
         vector_inputs=vectors,
         token_inputs=len(tokens),
+        uint8_nhwc=nhwc,
     )
 
 
@@ -446,7 +454,10 @@ def make_input(
     """The image (if the model takes one) in its input range, then any vector inputs."""
     arch = target.arch
     inputs = []
-    if arch.channels:
+    if arch.uint8_nhwc:
+        photo = (batch, target.side, target.side, arch.channels)
+        inputs.append(torch.randint(0, 256, photo, dtype=torch.uint8, device=device))
+    elif arch.channels:
         low, high = arch.input_range
         x = torch.rand(batch, arch.channels, target.side, target.side, device=device)
         inputs.append((x * (high - low) + low).to(dtype))

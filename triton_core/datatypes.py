@@ -29,6 +29,8 @@ def triton_datatype(dtype: DTypeLike) -> str:
 
     Non-native byte order is refused too: Triton reads tensors as little-endian bytes.
     """
+    if np.dtype(dtype) == np.dtype(np.object_):
+        return "BYTES"  # strings: arrays of bytes objects, as tritonclient serialises them
     found = _DATATYPES.get(np.dtype(dtype))
     if found is None:
         raise TypeError(f"numpy dtype {np.dtype(dtype)!s} has no Triton datatype")

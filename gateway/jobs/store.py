@@ -239,6 +239,15 @@ class JobStore:
             ).fetchall()
         return [row["id"] for row in rows]
 
+    def list_kind(self, kind: str, limit: int = 100) -> list[Job]:
+        """The newest jobs of one kind first."""
+        with self._cursor() as cur:
+            rows = cur.execute(
+                "SELECT * FROM jobs WHERE kind = ? ORDER BY created_at DESC LIMIT ?",
+                (kind, limit),
+            ).fetchall()
+        return [_to_job(row) for row in rows]
+
     def count_active(self) -> int:
         with self._cursor() as cur:
             return _active(cur)

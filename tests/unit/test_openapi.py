@@ -12,6 +12,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 
 ERROR_REF = "#/components/schemas/ErrorBody"
+CONTEXT_ERROR_REF = "#/components/schemas/ContextErrorBody"
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +46,16 @@ def test_every_error_answer_has_the_real_error_body(schema):
             if int(code) < 400 or path == "/health":
                 continue
             body = answer["content"]["application/json"]["schema"]
-            assert body == {"$ref": ERROR_REF}, (method, path, code)
+            wanted = CONTEXT_ERROR_REF if path.startswith("/api/v1") else ERROR_REF
+            assert body == {"$ref": wanted}, (method, path, code)
     assert set(schema["components"]["schemas"]["ErrorBody"]["properties"]) == {"detail", "error"}
+    assert set(schema["components"]["schemas"]["ContextErrorBody"]["properties"]) == {
+        "success",
+        "error",
+        "message",
+        "details",
+        "timestamp",
+    }
 
 
 def test_refusals_that_carry_retry_after_say_so(schema):
@@ -67,6 +76,11 @@ def test_refusals_that_carry_retry_after_say_so(schema):
         ("POST", "/process/video", {"400", "413", "415", "429", "502", "503", "504"}),
         ("DELETE", "/output/{filename}", {"404", "429"}),
         ("GET", "/health", {"503"}),
+        ("POST", "/api/v1/images/process", {"400", "403", "404", "413", "415", "503"}),
+        ("POST", "/api/v1/images/upload", {"400", "403", "409", "413", "415", "503"}),
+        ("GET", "/api/v1/images/", {"400", "503"}),
+        ("GET", "/api/v1/directories/scan", {"400", "403", "404"}),
+        ("POST", "/api/v1/duplicates/compare", {"400", "403", "404", "503"}),
     ],
 )
 def test_the_codes_a_route_can_send_are_documented(schema, method, path, codes):

@@ -154,10 +154,14 @@ def test_numpy_dtypes_map_to_triton_datatypes_and_back(dtype, datatype) -> None:
     assert numpy_dtype(datatype) == np.dtype(dtype)
 
 
-@pytest.mark.parametrize("dtype", [np.complex64, np.object_, ">f4", "U3"])
+@pytest.mark.parametrize("dtype", [np.complex64, ">f4", "U3"])
 def test_dtypes_triton_cannot_read_are_refused(dtype) -> None:
     with pytest.raises(TypeError):
         triton_datatype(dtype)
+
+
+def test_object_arrays_of_bytes_are_sent_as_triton_strings() -> None:
+    assert triton_datatype(np.array([b"a photo of a cat"], dtype=np.object_).dtype) == "BYTES"
 
 
 def test_bytes_has_no_fixed_size_numpy_dtype() -> None:
