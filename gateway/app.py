@@ -44,8 +44,11 @@ MULTIPART_OVERHEAD = 64 * 1024
 STATIC_URL = "/static"
 DOCS_ASSETS = ("fastapi_offline", "static")
 DESCRIPTION = """\
-Facet's REST gateway: image upscaling with Real-ESRGAN served by Triton Inference Server.
-Compatible with the Real-ESRGAN upscaler API (submit → poll status → download result).
+Facet's REST gateway in front of Triton Inference Server, compatible with the APIs its users
+already call: the Real-ESRGAN upscaler (submit → poll status → download result), the GFPGAN
+restoration API (`/restore`, `/batch`), the FaceFusion API (`/process/image`, `/process/video`)
+and the Image Context Extractor (`/api/v1/…`: captions, objects, search, duplicates, directory
+tasks; WebSockets at `/ws`, `/ws/processing`, `/ws/search`, statistics at `/ws/stats`).
 Prometheus metrics of the gateway are at `/metrics/prometheus`; Triton's own on its metrics port.
 """
 

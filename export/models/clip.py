@@ -38,6 +38,7 @@ from torch import nn
 
 from export import clip_vocab, samples
 from export.errors import WeightsError
+from export.models.text_embedding import text_embedding_model
 from export.spec import (
     Array,
     Batching,
@@ -50,7 +51,6 @@ from export.spec import (
     VectorTolerance,
     WeightKind,
 )
-from export.triton_config import PythonModelSpec
 from export.weights import sha256_of, synthetic_weights
 from serving.bls import clip_tokenizer
 
@@ -579,43 +579,107 @@ VISUAL_OFFICIAL = _official(("vision_model.", "visual_projection."))
 TEXTUAL_OFFICIAL = _official(("text_model.", "text_projection."))
 SYNTHETIC_AND_OFFICIAL: tuple[WeightKind, ...] = ("official", "synthetic")
 
-CLIP_VIT_B32_VISUAL = ModelSpec(
+# Both towers batch alike. ONNX Runtime FP32, 2 threads, on the 2-core AVX2 EPYC (load ~2):
+# one image is ~4.4 GFLOP, batch 1 84 ms, 4 275 ms, 8 489 ms, 16 1,126 ms (61 ms an image at 8,
+# 70 at 16); every text is 77 positions (~6 GFLOP: the causal mask does not shorten the work),
+# batch 1 53 ms, 8 374 ms, 16 1,056 ms, 32 1,879 ms (47 ms a text at 8, 59–66 past it). Batches
+# past 8 buy nothing on this CPU, and 16 bound one execution to ~1 s (a search query is one
+# text; indexing sends captions in bulk). A 2 ms wait lets concurrent uploads and queries share
+# an execution.
+TOWER_BATCHING = Batching(
+    max_batch_size=16,
+    preferred_batch_sizes=(4, 8),
+    max_queue_delay_us=2000,
+    max_queue_size=64,
+    instances=1,
+    intra_op_threads=2,
+)
+
+
+def _tower_spec(
+    *,
+    name: str,
+    description: str,
+    build: Callable[[], nn.Module],
+    build_tiny: Callable[[], nn.Module],
+    tower_input: TensorSpec,
+    sample: Callable[[], Array],
+    official: OfficialWeights,
+    reference: ReferenceCheck,
+    tensorrt: TensorRTProfile,
+    feeds: Callable[[int, bool], dict[str, Array]],
+) -> ModelSpec:
+    """A CLIP tower: one input → its 512-d L2-normalised embedding, with what both towers share
+    (opset, tolerance, batching, ONNX Runtime FP32 on the CPU, synthetic weights at the
+    initialisation's scale)."""
+    return ModelSpec(
+        name=name,
+        description=description,
+        build=build,
+        build_tiny=build_tiny,
+        inputs=(tower_input,),
+        outputs=(TensorSpec("embedding", "TYPE_FP32", (EMBEDDING_SIZE,)),),
+        opset=OPSET,
+        opset_reason=OPSET_REASON,
+        atol=ATOL,
+        batching=TOWER_BATCHING,
+        sample=sample,
+        official=official,
+        reference=reference,
+        tensorrt=tensorrt,
+        # Measured by the install here (synthetic weights, 2 threads). Image tower, one 224²
+        # photo: ONNX Runtime FP32 84 ms vs OpenVINO FP32 130 ms at load ~2 (ONNX Runtime); on
+        # the box shared at load ~3, 252 vs 181 ms in one install and 264–306 vs 215–256 ms in
+        # three alternating runs (OpenVINO 1.03–1.39×). Text tower, one text, a busy box: 116 ms
+        # vs 115 ms (1.00×, below the 1.10× a switch needs). The quiet measurements are the
+        # committed plan; each install measures again and serves its own choice.
+        cpu_plan=("onnxruntime", "f32"),
+        synthetic_adjust=at_init_scale,
+        feeds=feeds,
+    )
+
+
+def _transformers_reference(
+    *,
+    description: str,
+    features: Callable[[WeightKind], Callable[[Array], Array]],
+    sample: Callable[[], Array],
+    feeds: Callable[[Array], dict[str, Array]],
+    sample_label: str,
+) -> ReferenceCheck:
+    """The check of a tower against transformers' CLIPModel with the same weights (`features`
+    of the weight kind), on `sample` as the reference sees it and as `feeds` gives it the
+    graph."""
+    return ReferenceCheck(
+        name="transformers_clip",
+        description=description,
+        applies_to=SYNTHETIC_AND_OFFICIAL,
+        min_psnr_db=None,
+        run=features("synthetic"),
+        run_for=features,
+        image=sample,
+        vector=REFERENCE_TOLERANCE,
+        feeds=feeds,
+        sample_label=sample_label,
+    )
+
+
+CLIP_VIT_B32_VISUAL = _tower_spec(
     name="clip_vit_b32_visual",
     description="CLIP ViT-B/32 image tower: uint8 RGB [B, 224, 224, 3] (resized so the shortest "
     "side is 224 and centre-cropped, as CLIPImageProcessor does) → CLIP mean/std in the graph → "
     "512-d embedding, L2-normalised (cosine with clip_vit_b32_textual = dot product)",
     build=_build_visual,
     build_tiny=_build_visual_tiny,
-    inputs=(TensorSpec("image", "TYPE_UINT8", (IMAGE_SIZE, IMAGE_SIZE, 3)),),
-    outputs=(TensorSpec("embedding", "TYPE_FP32", (EMBEDDING_SIZE,)),),
-    opset=OPSET,
-    opset_reason=OPSET_REASON,
-    atol=ATOL,
-    # One image is ~4.4 GFLOP. ONNX Runtime FP32, 2 threads, on the 2-core AVX2 EPYC (load ~2):
-    # batch 1 84 ms, 4 275 ms, 8 489 ms, 16 1,126 ms (61 ms an image at 8, 70 at 16): batches
-    # past 8 buy nothing on this CPU, and 16 bound one execution to ~1 s. A 2 ms wait lets
-    # concurrent uploads share an execution.
-    batching=Batching(
-        max_batch_size=16,
-        preferred_batch_sizes=(4, 8),
-        max_queue_delay_us=2000,
-        max_queue_size=64,
-        instances=1,
-        intra_op_threads=2,
-    ),
+    tower_input=TensorSpec("image", "TYPE_UINT8", (IMAGE_SIZE, IMAGE_SIZE, 3)),
     sample=visual_sample,
     official=VISUAL_OFFICIAL,
-    reference=ReferenceCheck(
-        name="transformers_clip",
+    reference=_transformers_reference(
         description="transformers CLIPModel.get_image_features (L2-normalised) with the same "
         "weights on CLIPImageProcessor's pixel values; the graph gets the processor's resized "
         "and cropped uint8 pixels",
-        applies_to=SYNTHETIC_AND_OFFICIAL,
-        min_psnr_db=None,
-        run=_image_features("synthetic"),
-        run_for=_image_features,
-        image=reference_photos,
-        vector=REFERENCE_TOLERANCE,
+        features=_image_features,
+        sample=reference_photos,
         feeds=processor_crops,
         sample_label="scikit-image's astronaut 512x512, chelsea 451x300 and coffee 600x400 "
         "photos, one batch",
@@ -626,17 +690,10 @@ CLIP_VIT_B32_VISUAL = ModelSpec(
         (8, IMAGE_SIZE, IMAGE_SIZE, 3),
         (16, IMAGE_SIZE, IMAGE_SIZE, 3),
     ),
-    # Measured by the install here (synthetic weights, one 224² photo, 2 threads): ONNX Runtime
-    # FP32 84 ms vs OpenVINO FP32 130 ms at load ~2 (ONNX Runtime); on the box shared at load
-    # ~3, 252 vs 181 ms in one install and 264–306 vs 215–256 ms in three alternating runs
-    # (OpenVINO 1.03–1.39×). The quiet measurement is the committed plan; each install measures
-    # again and serves its own choice.
-    cpu_plan=("onnxruntime", "f32"),
-    synthetic_adjust=at_init_scale,
     feeds=visual_feeds,
 )
 
-CLIP_VIT_B32_TEXTUAL = ModelSpec(
+CLIP_VIT_B32_TEXTUAL = _tower_spec(
     name="clip_vit_b32_textual",
     description="CLIP ViT-B/32 text tower: int32 token ids [B, 77] (CLIP's BPE, <|startoftext|> "
     "… <|endoftext|>, zero-padded; the tokenizer.json built from open_clip_torch "
@@ -644,36 +701,15 @@ CLIP_VIT_B32_TEXTUAL = ModelSpec(
     "<|endoftext|>, L2-normalised; `embed_clip_text` takes strings",
     build=_build_textual,
     build_tiny=_build_textual_tiny,
-    inputs=(TensorSpec("input_ids", "TYPE_INT32", (CONTEXT_LENGTH,)),),
-    outputs=(TensorSpec("embedding", "TYPE_FP32", (EMBEDDING_SIZE,)),),
-    opset=OPSET,
-    opset_reason=OPSET_REASON,
-    atol=ATOL,
-    # Every text is 77 positions (~6 GFLOP: the causal mask does not shorten the work). Same
-    # box and runtime: batch 1 53 ms, 8 374 ms, 16 1,056 ms, 32 1,879 ms (47 ms a text at 8,
-    # 59–66 past it). A search query is one text; indexing sends captions in bulk, 16 at most
-    # per execution (~1 s).
-    batching=Batching(
-        max_batch_size=16,
-        preferred_batch_sizes=(4, 8),
-        max_queue_delay_us=2000,
-        max_queue_size=64,
-        instances=1,
-        intra_op_threads=2,
-    ),
+    tower_input=TensorSpec("input_ids", "TYPE_INT32", (CONTEXT_LENGTH,)),
     sample=textual_sample,
     official=TEXTUAL_OFFICIAL,
-    reference=ReferenceCheck(
-        name="transformers_clip",
+    reference=_transformers_reference(
         description="transformers CLIPModel.get_text_features (L2-normalised) with the same "
         "weights on open_clip's SimpleTokenizer ids (the original OpenAI tokenizer); the graph "
         "gets embed_clip_text's ids (serving/bls/clip_tokenizer.py)",
-        applies_to=SYNTHETIC_AND_OFFICIAL,
-        min_psnr_db=None,
-        run=_text_features("synthetic"),
-        run_for=_text_features,
-        image=reference_texts,
-        vector=REFERENCE_TOLERANCE,
+        features=_text_features,
+        sample=reference_texts,
         feeds=tokenise,
         sample_label=f"{len(TEXTS)} texts (captions, punctuation and numbers, unicode, empty, "
         f"one cut at {CONTEXT_LENGTH} tokens), tokenised by the tokenizer.json built from "
@@ -682,10 +718,6 @@ CLIP_VIT_B32_TEXTUAL = ModelSpec(
     ),
     # [B, 77]: batch 8, the CPU's best, as the optimum; the batch limit as the maximum.
     tensorrt=TensorRTProfile((1, CONTEXT_LENGTH), (8, CONTEXT_LENGTH), (16, CONTEXT_LENGTH)),
-    # Measured by the install here (synthetic weights, one text, 2 threads, a busy box): ONNX
-    # Runtime FP32 116 ms vs OpenVINO FP32 115 ms (1.00×, below the 1.10× a switch needs).
-    cpu_plan=("onnxruntime", "f32"),
-    synthetic_adjust=at_init_scale,
     feeds=textual_feeds,
 )
 
@@ -695,28 +727,16 @@ MAX_TEXTS = 256
 # ~50× what 77 tokens can hold: longer texts would only be cut after costing their whole
 # tokenisation, so they are refused instead.
 MAX_TEXT_BYTES = 16_384
-EMBED_CLIP_TEXT = PythonModelSpec(
+EMBED_CLIP_TEXT = text_embedding_model(
     name="embed_clip_text",
     description="UTF-8 texts → CLIP ViT-B/32 text embeddings (tokenised inside Triton), via BLS",
-    inputs=(TensorSpec("text", "TYPE_STRING", (-1,)),),
-    outputs=(TensorSpec("embedding", "TYPE_FP32", (-1, EMBEDDING_SIZE)),),
-    parameters=(
-        ("encoder_model", CLIP_VIT_B32_TEXTUAL.name),
-        ("encoder_max_batch", str(CLIP_VIT_B32_TEXTUAL.batching.max_batch_size)),
-        ("context_length", str(CONTEXT_LENGTH)),
-        ("max_texts", str(MAX_TEXTS)),
-        ("max_text_bytes", str(MAX_TEXT_BYTES)),
-        ("tokenizer_file", TOKENIZER_FILE),
-        (
-            "embedding",
-            f"{EMBEDDING_SIZE}-d CLIP text embedding, L2-normalised: its dot product with a "
-            f"clip_vit_b32_visual embedding is their cosine; texts cut at {CONTEXT_LENGTH} tokens",
-        ),
-    ),
-    # Two instances: one request's tokenisation and answer overlap another's encoder call.
-    instances=2,
-    max_queue_size=32,
-    requires=(CLIP_VIT_B32_TEXTUAL.name,),
-    shared_sources=("text_tokenizer.py", "clip_tokenizer.py"),
-    package_files=((TOKENIZER_FILE, tokenizer_file), (PROVENANCE_FILE, provenance_file)),
+    encoder=CLIP_VIT_B32_TEXTUAL,
+    tokenizer_parameters=(("context_length", str(CONTEXT_LENGTH)),),
+    max_texts=MAX_TEXTS,
+    max_text_bytes=MAX_TEXT_BYTES,
+    tokenizer_file=(TOKENIZER_FILE, tokenizer_file),
+    embedding=f"{EMBEDDING_SIZE}-d CLIP text embedding, L2-normalised: its dot product with a "
+    f"clip_vit_b32_visual embedding is their cosine; texts cut at {CONTEXT_LENGTH} tokens",
+    tokenizer_sources=("clip_tokenizer.py",),
+    other_files=((PROVENANCE_FILE, provenance_file),),
 )

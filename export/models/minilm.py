@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from export.errors import WeightsError
+from export.models.text_embedding import text_embedding_model
 from export.spec import (
     Array,
     Batching,
@@ -42,7 +43,6 @@ from export.spec import (
     TensorSpec,
     VectorTolerance,
 )
-from export.triton_config import PythonModelSpec
 from export.weights import sha256_of
 from serving.bls import text_tokenizer
 
@@ -378,29 +378,14 @@ MINILM_L6_V2 = ModelSpec(
 # whole tokenisation, so they are refused instead).
 MAX_TEXTS = 256
 MAX_TEXT_BYTES = 65_536
-EMBED_TEXT = PythonModelSpec(
+EMBED_TEXT = text_embedding_model(
     name="embed_text",
     description="UTF-8 texts → all-MiniLM-L6-v2 embeddings (tokenised inside Triton), via BLS",
-    inputs=(TensorSpec("text", "TYPE_STRING", (-1,)),),
-    outputs=(TensorSpec("embedding", "TYPE_FP32", (-1, EMBEDDING_SIZE)),),
-    parameters=(
-        ("encoder_model", MINILM_L6_V2.name),
-        ("encoder_max_batch", str(MINILM_L6_V2.batching.max_batch_size)),
-        ("max_seq_length", str(MAX_SEQ_LENGTH)),
-        ("max_texts", str(MAX_TEXTS)),
-        ("max_text_bytes", str(MAX_TEXT_BYTES)),
-        ("tokenizer_file", TOKENIZER_FILE),
-        (
-            "embedding",
-            f"{EMBEDDING_SIZE}-d, mean of the token vectors over the text, L2-normalised: "
-            f"cosine similarity is the dot product; texts cut at {MAX_SEQ_LENGTH} tokens",
-        ),
-    ),
-    # Two instances: one request's tokenisation and answer overlap another's encoder call, and
-    # both can have a call queued for the encoder's dynamic batcher.
-    instances=2,
-    max_queue_size=32,
-    requires=(MINILM_L6_V2.name,),
-    shared_sources=("text_tokenizer.py",),
-    package_files=((TOKENIZER_FILE, tokenizer_file),),
+    encoder=MINILM_L6_V2,
+    tokenizer_parameters=(("max_seq_length", str(MAX_SEQ_LENGTH)),),
+    max_texts=MAX_TEXTS,
+    max_text_bytes=MAX_TEXT_BYTES,
+    tokenizer_file=(TOKENIZER_FILE, tokenizer_file),
+    embedding=f"{EMBEDDING_SIZE}-d, mean of the token vectors over the text, L2-normalised: "
+    f"cosine similarity is the dot product; texts cut at {MAX_SEQ_LENGTH} tokens",
 )

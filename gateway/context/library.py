@@ -281,12 +281,13 @@ class ImageLibrary:
         if not query.strip():
             raise BadRequest("query: give a non-empty text to search for")
         synthetic = self.space_synthetic()
-        queries = {"text": (await self.models.text.embed([query]))[0]}
-        if self.installed().clip:
-            queries["clip"] = (await self.models.clip.embed_texts([query]))[0]
-        else:
+        if not self.installed().clip:
             synthetic.pop("clip")
         weights = space_weights(synthetic)
+        # Only the spaces that count are embedded: a query costs one text-encoder call each.
+        embed = {"text": self.models.text.embed, "clip": self.models.clip.embed_texts}
+        vectors = await asyncio.gather(*(embed[space]([query]) for space in weights))
+        queries = {space: found[0] for space, found in zip(weights, vectors, strict=True)}
         scores = await asyncio.to_thread(self._space_scores, queries, weights, limit, objects)
         ranked = combine(scores, weights, limit=limit, min_score=min_score)
         found = []

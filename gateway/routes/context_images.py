@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.context.library import ImageLibrary
+from gateway.context.paths import IMAGE_SUFFIXES
 from gateway.context.ranking import parse_objects
 from gateway.errors import BadRequest, Conflict
 from gateway.imageio import decode_upload
@@ -146,9 +147,7 @@ async def upload_image(
 ) -> dict[str, Any]:
     library = library_of(request)
     folder = library.roots.directory_for_writing(upload_dir)
-    name = safe_filename(file.filename)
-    if name in (".", "..") or name.startswith("."):
-        raise BadRequest("file: give the upload a filename that does not start with a dot")
+    name = upload_name(file.filename)
     data = await read_limited(file, library.settings.max_upload_bytes)
     if not data:
         raise BadRequest("file: the upload is empty")
@@ -178,6 +177,22 @@ async def upload_image(
         "image_info": info,
         "warning": info["warning"],
     }
+
+
+MAX_NAME_CHARS = 200  # room for the temporary name's prefix and suffix within NAME_MAX (255)
+
+
+def upload_name(filename: str | None) -> str:
+    """The upload's own name, kept as the file's name: its last path segment, printable, not
+    hidden, with an image suffix (so a directory scan finds it again)."""
+    name = safe_filename(filename)
+    if name.startswith("."):
+        raise BadRequest("file: give the upload a filename that does not start with a dot")
+    if len(name) > MAX_NAME_CHARS:
+        raise BadRequest(f"file: the filename is over {MAX_NAME_CHARS} characters")
+    if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+        raise BadRequest(f"file: the filename must end in one of {', '.join(IMAGE_SUFFIXES)}")
+    return name
 
 
 def write_upload(target: Path, data: bytes, overwrite: bool) -> None:

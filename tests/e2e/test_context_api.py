@@ -9,6 +9,8 @@ import asyncio
 import io
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import pytest
 from PIL import Image
 
 from serving.launcher import TritonServer
-from tests.e2e.conftest import Gateway, StartGateway
+from tests.e2e.conftest import ROOT, Gateway, StartGateway
 
 pytestmark = pytest.mark.integration
 
@@ -243,3 +245,55 @@ def test_an_image_with_a_wrong_extension_or_format_is_a_clear_4xx(stack) -> None
             client.post("/api/v1/images/process", json={"image_path": "nope.jpg"}).status_code
             == 404
         )
+
+
+# The seed's Python client example (../shared/seeds/003, "API Client Examples"), unchanged but
+# for the server's port and the image path (a photo copied into the media root).
+SEED_PYTHON = """
+import aiohttp
+import asyncio
+
+async def process_image(image_path):
+    async with aiohttp.ClientSession() as session:
+        payload = {"image_path": image_path}
+        async with session.post(
+            "http://localhost:8000/api/v1/images/process",
+            json=payload
+        ) as response:
+            return await response.json()
+
+# Usage
+result = asyncio.run(process_image("/path/to/image.jpg"))
+print(result)
+"""
+
+
+def test_the_seeds_python_example_runs_unchanged(stack) -> None:
+    gateway, _, photos = stack
+    source = SEED_PYTHON.replace("localhost:8000", f"127.0.0.1:{gateway.port}").replace(
+        "/path/to/image.jpg", str(photos["rocket"])
+    )
+    namespace: dict[str, Any] = {"print": lambda *args: None}
+    exec(compile(source, "seed_003_example.py", "exec"), namespace)
+    result = namespace["result"]
+    assert result["success"] is True and result["image_info"]["filename"] == "rocket.jpg"
+
+
+def facet(*argv: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "clients", *argv]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
+
+
+def test_facet_caption_indexes_a_photo_that_facet_search_then_finds(stack) -> None:
+    gateway, media, photos = stack
+    captioned = facet("caption", str(photos["coffee"]), "--url", gateway.url, "--json")
+    assert captioned.returncode == 0, captioned.stderr
+    answer = json.loads(captioned.stdout)
+    assert answer["file_path"] == "uploads/coffee.jpg" and "cup" in answer["image_info"]["objects"]
+    assert (media / "uploads" / "coffee.jpg").is_file()
+    again = facet("caption", str(photos["coffee"]), "--url", gateway.url)
+    assert again.returncode != 0 and "file exists" in again.stderr
+    found = facet("search", "a mug", "--url", gateway.url, "--limit", "1")
+    assert found.returncode == 0, found.stderr
+    assert "uploads/coffee.jpg" in found.stdout and "warning: " in found.stderr
+    assert facet("search", "--help").returncode == 0

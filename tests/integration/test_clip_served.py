@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import torch
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
 
 from export.models import clip
 from export.models.clip import EMBEDDING_SIZE, MAX_TEXT_BYTES, TEXTS
@@ -31,6 +30,7 @@ from gateway.settings import Settings
 from gateway.triton_client import TritonClient
 from serving.launcher import TritonServer
 from tests.integration.conftest import build_repository
+from tests.integration.text_embedding_calls import TextModelChecks, embed_strings, parity
 from tests.integration.triton_counts import counts_since, model_counts
 
 pytestmark = pytest.mark.integration
@@ -60,31 +60,11 @@ def photos() -> list[np.ndarray]:
     return list(clip.reference_photos())
 
 
-def parity(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
-    """(max |Δ|, the lowest row cosine) of two [N, 512] batches."""
-    ours, theirs = ours.astype(np.float64), theirs.astype(np.float64)
-    cosines = (ours * theirs).sum(1) / (
-        np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1)
-    )
-    return float(np.abs(ours - theirs).max()), float(cosines.min())
-
-
 def embed_images(client: grpcclient.InferenceServerClient, batch: np.ndarray) -> np.ndarray:
     tensor = grpcclient.InferInput("image", list(batch.shape), "UINT8")
     tensor.set_data_from_numpy(batch)
     outputs = [grpcclient.InferRequestedOutput("embedding")]
     return client.infer(VISUAL, [tensor], outputs=outputs).as_numpy("embedding")
-
-
-def embed_texts(client: grpcclient.InferenceServerClient, texts: list[bytes]) -> np.ndarray:
-    tensor = grpcclient.InferInput("text", [len(texts)], "BYTES")
-    tensor.set_data_from_numpy(np.array(texts, dtype=object))
-    outputs = [grpcclient.InferRequestedOutput("embedding")]
-    return client.infer(EMBED, [tensor], outputs=outputs).as_numpy("embedding")
-
-
-def embed_strings(client: grpcclient.InferenceServerClient, texts: list[str]) -> np.ndarray:
-    return embed_texts(client, [t.encode("utf-8") for t in texts])
 
 
 def transformers_image_features(visual: Any, images: list[np.ndarray]) -> np.ndarray:
@@ -158,7 +138,7 @@ def test_served_strings_embed_as_the_text_tower_does_on_open_clips_ids(
 ) -> None:
     _, textual = tiny_modules
     texts = [*TEXTS, *CAPTIONS]
-    ours = embed_strings(client, texts)
+    ours = embed_strings(client, EMBED, texts)
     ids = torch.from_numpy(clip.open_clip_ids(np.array(texts, dtype=object)).astype(np.int32))
     with torch.no_grad():
         theirs = textual(ids).numpy()
@@ -172,12 +152,12 @@ def test_texts_beyond_the_encoders_batch_limit_take_two_executions(client) -> No
     limit = clip.CLIP_VIT_B32_TEXTUAL.batching.max_batch_size
     texts = [f"caption number {i}" for i in range(limit + 4)]
     before = model_counts(client, TEXTUAL)
-    vectors = embed_strings(client, texts)
+    vectors = embed_strings(client, EMBED, texts)
     inferences, executions = counts_since(client, TEXTUAL, before, inferences=len(texts))
     assert vectors.shape == (len(texts), EMBEDDING_SIZE)
     assert (inferences, executions) == (len(texts), 2)
     # Each text's vector does not depend on the others it came with.
-    np.testing.assert_allclose(vectors[-1], embed_strings(client, texts[-1:])[0], atol=1e-5)
+    np.testing.assert_allclose(vectors[-1], embed_strings(client, EMBED, texts[-1:])[0], atol=1e-5)
 
 
 def test_triton_batches_concurrent_photo_requests(tiny, client) -> None:
@@ -231,29 +211,16 @@ def test_the_gateway_session_embeds_texts_as_embed_clip_text_does(tiny, client) 
             await triton.close()
 
     vectors = asyncio.run(asyncio.wait_for(scenario(), 60))
-    np.testing.assert_allclose(vectors, embed_strings(client, CAPTIONS), atol=1e-6)
+    np.testing.assert_allclose(vectors, embed_strings(client, EMBED, CAPTIONS), atol=1e-6)
 
 
-def test_an_empty_request_answers_no_embeddings(client) -> None:
-    assert embed_texts(client, []).shape == (0, EMBEDDING_SIZE)
-
-
-@pytest.mark.parametrize(
-    ("texts", "message"),
-    [([b"\xff\xfe not utf-8"], "not UTF-8"), ([b"x" * (MAX_TEXT_BYTES + 1)], "bytes, more than")],
-)
-def test_malformed_texts_are_refused_with_the_reason(client, texts, message) -> None:
-    with pytest.raises(InferenceServerException, match=message) as raised:
-        embed_texts(client, texts)
-    assert "INVALID_ARG" in str(raised.value.status())
+class TestEmbedClipText(TextModelChecks):
+    model = EMBED
+    embedding_size = EMBEDDING_SIZE
+    max_text_bytes = MAX_TEXT_BYTES
 
 
 def test_metadata_names_what_grpc_clients_send(client) -> None:
-    embed = client.get_model_metadata(EMBED, as_json=True)
-    assert embed["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": ["-1"]}]
-    assert embed["outputs"] == [
-        {"name": "embedding", "datatype": "FP32", "shape": ["-1", str(EMBEDDING_SIZE)]}
-    ]
     visual = client.get_model_metadata(VISUAL, as_json=True)
     assert visual["inputs"] == [
         {"name": "image", "datatype": "UINT8", "shape": ["-1", "224", "224", "3"]}
@@ -287,7 +254,7 @@ def test_the_full_towers_served_match_transformers_clip_model(
         served_images, clip._image_features("synthetic")(clip.reference_photos())
     )
     texts = [*TEXTS, *CAPTIONS]
-    served_texts = embed_strings(grpc, texts)
+    served_texts = embed_strings(grpc, EMBED, texts)
     text_error, text_cosine = parity(
         served_texts, clip._text_features("synthetic")(np.array(texts, dtype=object))
     )

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
 
 from export.models.minilm import (
     EMBEDDING_SIZE,
@@ -25,6 +24,7 @@ from export.models.minilm import (
 )
 from serving.launcher import TritonServer
 from tests.integration.conftest import build_repository
+from tests.integration.text_embedding_calls import TextModelChecks, embed_strings, parity
 from tests.integration.triton_counts import counts_since, model_counts
 
 pytestmark = pytest.mark.integration
@@ -62,17 +62,6 @@ def client(served) -> grpcclient.InferenceServerClient:
     return grpcclient.InferenceServerClient(server.grpc_url)
 
 
-def embed_texts(client: grpcclient.InferenceServerClient, texts: list[bytes]) -> np.ndarray:
-    tensor = grpcclient.InferInput("text", [len(texts)], "BYTES")
-    tensor.set_data_from_numpy(np.array(texts, dtype=object))
-    result = client.infer(EMBED, [tensor], outputs=[grpcclient.InferRequestedOutput("embedding")])
-    return result.as_numpy("embedding")
-
-
-def embed_strings(client: grpcclient.InferenceServerClient, texts: list[str]) -> np.ndarray:
-    return embed_texts(client, [t.encode("utf-8") for t in texts])
-
-
 def encode_ids(url: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
     client = grpcclient.InferenceServerClient(url)
     tensors = []
@@ -82,15 +71,6 @@ def encode_ids(url: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         tensors.append(tensor)
     outputs = [grpcclient.InferRequestedOutput("embedding")]
     return client.infer(ENCODER, tensors, outputs=outputs).as_numpy("embedding")
-
-
-def parity(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
-    """(max |Δ|, the lowest row cosine) of two [N, 384] batches."""
-    ours, theirs = ours.astype(np.float64), theirs.astype(np.float64)
-    cosines = (ours * theirs).sum(1) / (
-        np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1)
-    )
-    return float(np.abs(ours - theirs).max()), float(cosines.min())
 
 
 def test_the_install_is_the_real_model_checked_against_sentence_transformers(
@@ -112,7 +92,7 @@ def test_the_install_is_the_real_model_checked_against_sentence_transformers(
 
 def test_served_strings_embed_as_sentence_transformers_encodes_them(client) -> None:
     texts = [*SENTENCES, *CAPTIONS]
-    ours = embed_strings(client, texts)
+    ours = embed_strings(client, EMBED, texts)
     assert ours.shape == (len(texts), EMBEDDING_SIZE) and ours.dtype == np.float32
     error, cosine = parity(ours, sentence_transformers_encode(np.array(texts, dtype=object)))
     print(
@@ -134,7 +114,7 @@ def test_token_ids_sent_straight_to_the_encoder_embed_the_same(served) -> None:
 
 def test_a_request_of_8_sentences_runs_the_encoder_once(client) -> None:
     before = model_counts(client, ENCODER)
-    embed_strings(client, list(CAPTIONS))
+    embed_strings(client, EMBED, list(CAPTIONS))
     inferences, executions = counts_since(client, ENCODER, before, inferences=8)
     assert (inferences, executions) == (8, 1)
 
@@ -155,7 +135,7 @@ def test_triton_batches_concurrent_requests_for_the_encoder(served, client) -> N
 
 def test_a_cat_photo_caption_is_nearer_a_kitten_than_a_market_report(client) -> None:
     cat, kitten, market = embed_strings(
-        client, ["a photo of a cat", "a kitten on a sofa", "a stock market report"]
+        client, EMBED, ["a photo of a cat", "a kitten on a sofa", "a stock market report"]
     )
     near, far = 1.0 - float(cat @ kitten), 1.0 - float(cat @ market)
     print(f"cosine distance: cat-kitten {near:.3f}, cat-market report {far:.3f}")
@@ -165,36 +145,20 @@ def test_a_cat_photo_caption_is_nearer_a_kitten_than_a_market_report(client) -> 
 
 def test_order_and_duplicates_survive_length_sorting(client) -> None:
     texts = ["a much longer sentence about a cat on a warm windowsill", "cat", "", "cat"]
-    vectors = embed_strings(client, texts)
+    vectors = embed_strings(client, EMBED, texts)
     np.testing.assert_allclose(vectors[1], vectors[3], atol=1e-6)
-    single = embed_strings(client, texts[:1])[0]
+    single = embed_strings(client, EMBED, texts[:1])[0]
     np.testing.assert_allclose(vectors[0], single, atol=1e-5)
     assert float(vectors[0] @ vectors[1]) < 0.999
 
 
-def test_an_empty_request_answers_no_embeddings(client) -> None:
-    assert embed_texts(client, []).shape == (0, EMBEDDING_SIZE)
-
-
-@pytest.mark.parametrize(
-    ("texts", "message"),
-    [
-        ([b"\xff\xfe not utf-8"], "not UTF-8"),
-        ([b"x" * (MAX_TEXT_BYTES + 1)], "bytes, more than"),
-    ],
-)
-def test_malformed_texts_are_refused_with_the_reason(client, texts, message) -> None:
-    with pytest.raises(InferenceServerException, match=message) as raised:
-        embed_texts(client, texts)
-    assert "INVALID_ARG" in str(raised.value.status())
+class TestEmbedText(TextModelChecks):
+    model = EMBED
+    embedding_size = EMBEDDING_SIZE
+    max_text_bytes = MAX_TEXT_BYTES
 
 
 def test_metadata_names_what_grpc_clients_send(client) -> None:
-    embed = client.get_model_metadata(EMBED, as_json=True)
-    assert embed["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": ["-1"]}]
-    assert embed["outputs"] == [
-        {"name": "embedding", "datatype": "FP32", "shape": ["-1", str(EMBEDDING_SIZE)]}
-    ]
     encoder = client.get_model_metadata(ENCODER, as_json=True)
     assert [(i["name"], i["datatype"], i["shape"]) for i in encoder["inputs"]] == [
         ("input_ids", "INT32", ["-1", "-1"]),
@@ -210,7 +174,7 @@ def test_the_tiny_variant_serves_behind_embed_text_with_the_committed_configs(
     )
     server = start_triton(root)
     client = grpcclient.InferenceServerClient(server.grpc_url)
-    vectors = embed_strings(client, list(CAPTIONS[:3]))
+    vectors = embed_strings(client, EMBED, list(CAPTIONS[:3]))
     assert vectors.shape == (3, EMBEDDING_SIZE)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     config = client.get_model_config(ENCODER).config

@@ -4,15 +4,13 @@ pixels before the rescale and normalisation that run inside the graph."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import numpy as np
 import pytest
 from skimage import data
 
 from gateway.context import clip_image
 from gateway.context.clip_image import CLIP_SIZE, resized_size, to_clip_batch, to_clip_input
+from tests.imports import imported_packages
 
 # Photos up to 4:1 are resized whole, as the processor does: byte for byte. Beyond, only the
 # crop is resampled: a value may move by one level, on at most this share of them.
@@ -103,11 +101,4 @@ def test_anything_but_an_rgb_uint8_image_is_refused(bad: np.ndarray) -> None:
 
 
 def test_the_module_imports_neither_torch_nor_transformers() -> None:
-    source = Path(clip_image.__file__).read_text()
-    imported = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    assert imported <= {"__future__", "numpy", "PIL"}
+    assert imported_packages(clip_image) <= {"__future__", "numpy", "PIL"}

@@ -235,6 +235,7 @@ def test_embed_clip_text_installs_its_tokenizer_code_and_provenance(tmp_path: Pa
     assert names >= {
         "model.py",
         "clip_tokenizer.py",
+        "text_encoder_io.py",
         "text_tokenizer.py",
         "tokenizer.json",
         "tokenizer_source.json",

@@ -5,7 +5,6 @@ and of transformers' CLIPTokenizer built from the same vocabulary, on every kind
 
 from __future__ import annotations
 
-import ast
 import gzip
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ from export import clip_vocab
 from export.errors import WeightsError
 from export.models.clip import open_clip_ids
 from serving.bls import clip_tokenizer as clip
+from tests.imports import imported_packages
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach a model hub
 
@@ -146,14 +146,7 @@ def test_a_literal_special_token_in_a_text_is_that_token_as_in_clip(tokenizer) -
 
 
 def test_the_tokenizer_module_imports_neither_torch_nor_transformers_nor_ftfy() -> None:
-    source = Path(clip.__file__).read_text()
-    imported = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    assert imported <= {
+    assert imported_packages(clip) <= {
         "__future__",
         "collections",
         "html",

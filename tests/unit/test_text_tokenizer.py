@@ -4,15 +4,14 @@ pads, buckets and chunks as the encoder needs."""
 
 from __future__ import annotations
 
-import ast
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from export.models.minilm import MAX_SEQ_LENGTH, package_folder, tokenizer_file
 from serving.bls import text_tokenizer as text
+from tests.imports import imported_packages
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach a model hub
 
@@ -108,14 +107,7 @@ def test_bytes_are_decoded_as_utf8_within_the_byte_limit() -> None:
 
 
 def test_the_tokenizer_module_imports_neither_torch_nor_transformers() -> None:
-    source = Path(text.__file__).read_text()
-    imported = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    assert imported <= {
+    assert imported_packages(text) <= {
         "__future__",
         "collections",
         "dataclasses",

