@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from export.ensembles import ENSEMBLES
 from export.graphs import GRAPHS, GraphSpec
 from export.models.arcface import ARCFACE_W600K_R50
+from export.models.blip import BLIP_GRAPHS, CAPTION_BLIP
 from export.models.clip import CLIP_VIT_B32_TEXTUAL, CLIP_VIT_B32_VISUAL, EMBED_CLIP_TEXT
 from export.models.dlib_face import DLIB_RESNET_V1
 from export.models.gfpgan import GFPGAN_V1_4
@@ -35,7 +36,7 @@ MODELS: dict[str, ModelSpec] = {
         MINILM_L6_V2,
         CLIP_VIT_B32_VISUAL,
         CLIP_VIT_B32_TEXTUAL,
-
+        *BLIP_GRAPHS,
     )
 }
 
@@ -54,6 +55,7 @@ PYTHON_MODELS: dict[str, PythonModelSpec] = {
         EMBED_TEXT,
         DETECT_OBJECTS,
         EMBED_CLIP_TEXT,
+        CAPTION_BLIP,
     )
 }
 

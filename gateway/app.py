@@ -15,6 +15,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from gateway import __version__
 from gateway.body_limit import BodyLimit
@@ -161,10 +162,10 @@ def upload_guard(settings: Settings) -> Callable[..., Awaitable[Response]]:
         length = request.headers.get("content-length")
         limit = upload_limit(settings, request.url.path)
         if request.method == "POST" and length and length.isdigit() and int(length) > limit:
-            return too_large_response(limit)
+            return shaped_for(request, too_large_response(limit))
         encoding = request.headers.get("content-encoding", "").strip().lower()
         if request.method == "POST" and encoding not in ("", "identity"):
-            return compressed_body_response()
+            return shaped_for(request, compressed_body_response())
         return await call_next(request)
 
     return guard
@@ -204,6 +205,22 @@ def too_large_response(limit: int) -> JSONResponse:
 
 def _too_large(limit: int) -> str:
     return f"upload too large: the limit is {limit // (1024 * 1024)} MB"
+
+
+class CountedTooLarge(JSONResponse):
+    """BodyLimit's 413, which it sends without a Request: shaped as `shaped_for` does when it
+    is sent, from the request's path (the seed's error body under /api/v1)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if str(scope.get("path", "")).startswith(CONTEXT_PREFIX):
+            await context_error_response(self)(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+def counted_too_large_response(limit: int) -> JSONResponse:
+    plain = too_large_response(limit)
+    return CountedTooLarge(json.loads(bytes(plain.body)), status_code=plain.status_code)
 
 
 def install_offline_docs(app: FastAPI) -> None:
@@ -294,7 +311,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Innermost, so the metrics and CORS middleware see (and count) its 413 like any answer.
     app.add_middleware(
-        BodyLimit, limit=lambda path: upload_limit(settings, path), refusal=too_large_response
+        BodyLimit,
+        limit=lambda path: upload_limit(settings, path),
+        refusal=counted_too_large_response,
     )
     app.middleware("http")(upload_guard(settings))
     app.middleware("http")(metrics.middleware)

