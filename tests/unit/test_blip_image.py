@@ -12,6 +12,7 @@ from skimage import data
 from gateway.context import blip_image, blip_session
 from gateway.context.blip_image import BLIP_SIZE, to_blip_batch, to_blip_input
 from tests.imports import imported_packages
+from tests.unit.image_processors import photo, processed
 
 SIZES = [
     (384, 384),
@@ -30,25 +31,6 @@ def processor():
     from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 
     return BlipImageProcessorPil()
-
-
-def processed(processor, rgb: np.ndarray) -> np.ndarray:
-    pixels = processor(
-        rgb,
-        do_rescale=False,
-        do_normalize=False,
-        return_tensors="np",
-        input_data_format="channels_last",
-    )["pixel_values"][0]
-    return np.asarray(pixels).transpose(1, 2, 0).astype(np.uint8)
-
-
-def photo(height: int, width: int, seed: int) -> np.ndarray:
-    """Noise over a smooth gradient: every bicubic weight shows in the output."""
-    rng = np.random.default_rng(seed)
-    ramp = np.linspace(0, 255, width)[None, :, None] * np.ones((height, 1, 3))
-    noisy = ramp * 0.5 + rng.integers(0, 128, (height, width, 3))
-    return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
 @pytest.mark.parametrize("name", ["astronaut", "chelsea", "coffee", "rocket"])

@@ -11,6 +11,7 @@ from skimage import data
 from gateway.context import clip_image
 from gateway.context.clip_image import CLIP_SIZE, resized_size, to_clip_batch, to_clip_input
 from tests.imports import imported_packages
+from tests.unit.image_processors import photo, processed
 
 # Photos up to 4:1 are resized whole, as the processor does: byte for byte. Beyond, only the
 # crop is resampled: a value may move by one level, on at most this share of them.
@@ -26,25 +27,6 @@ def processor():
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     return CLIPImageProcessorPil()
-
-
-def processed(processor, rgb: np.ndarray) -> np.ndarray:
-    pixels = processor(
-        rgb,
-        do_rescale=False,
-        do_normalize=False,
-        return_tensors="np",
-        input_data_format="channels_last",
-    )["pixel_values"][0]
-    return np.asarray(pixels).transpose(1, 2, 0).astype(np.uint8)
-
-
-def photo(height: int, width: int, seed: int) -> np.ndarray:
-    """Noise over a smooth gradient: every bicubic weight shows in the output."""
-    rng = np.random.default_rng(seed)
-    ramp = np.linspace(0, 255, width)[None, :, None] * np.ones((height, 1, 3))
-    noisy = ramp * 0.5 + rng.integers(0, 128, (height, width, 3))
-    return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
 @pytest.mark.parametrize("name", ["astronaut", "chelsea", "coffee", "rocket"])
