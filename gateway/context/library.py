@@ -290,35 +290,37 @@ class ImageLibrary:
         embed = {"text": self.models.text.embed, "clip": self.models.clip.embed_texts}
         vectors = await asyncio.gather(*(embed[space]([query]) for space in weights))
         queries = {space: found[0] for space, found in zip(weights, vectors, strict=True)}
-        scores = await asyncio.to_thread(self._space_scores, queries, weights, limit, objects)
-        ranked = combine(scores, weights, limit=limit, min_score=min_score)
-        found = []
-        for item in ranked:
-            record = await asyncio.to_thread(self.store.get, item.image_id)
-            if record is not None:
-                found.append((record, item.score, item.distance))
-        return found
+        return await asyncio.to_thread(
+            self._ranked, queries, weights, limit=limit, min_score=min_score, objects=objects
+        )
 
-    def _space_scores(
+    def _ranked(
         self,
         queries: dict[str, Vector],
         weights: dict[str, float],
+        *,
         limit: int,
+        min_score: float | None,
         objects: list[str] | None,
-    ) -> dict[str, dict[str, float]]:
-        k = candidate_count(limit)
+    ) -> list[tuple[VectorRecord, float, float]]:
+        """One worker-thread hop: each space's neighbours, the missing scores from stored
+        vectors, the combination, and the records the searches already returned."""
+        # One space ranks alone: its own top `limit` are the answer, no extra candidates.
+        k = limit if len(weights) == 1 else candidate_count(limit)
         scores: dict[str, dict[str, float]] = {}
+        records: dict[str, VectorRecord] = {}
         for space in weights:
             hits = self.store.search(space, queries[space], k=k, objects=objects)
             scores[space] = {hit.record.id: hit.score for hit in hits}
-        candidates = {image_id for found in scores.values() for image_id in found}
+            records.update((hit.record.id, hit.record) for hit in hits)
         for space in weights:
             query = queries[space] / max(float(np.linalg.norm(queries[space])), 1e-12)
-            for image_id in candidates - set(scores[space]):
+            for image_id in set(records) - set(scores[space]):
                 vector = self.store.get_vector(image_id, space)
                 if vector is not None:
                     scores[space][image_id] = float(np.dot(query, vector))
-        return scores
+        ranked = combine(scores, weights, limit=limit, min_score=min_score)
+        return [(records[item.image_id], item.score, item.distance) for item in ranked]
 
     def delete(self, image_id: str, *, delete_file: bool) -> tuple[bool, bool]:
         """(record deleted, file deleted). The file only when it is inside the media roots."""
