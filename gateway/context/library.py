@@ -343,11 +343,13 @@ class ImageLibrary:
         records = self._all_records()
         allowed = set(within) if within is not None else None
         order = {r.id: i for i, r in enumerate(records) if allowed is None or r.id in allowed}
-        pairs = [
-            (p.first, p.second)
-            for p in self.store.nearest_pairs("clip", threshold, limit=self._pair_limit())
-            if p.first in order and p.second in order
-        ]
+        pairs = []
+        if self.near_duplicates_checked():
+            pairs = [
+                (p.first, p.second)
+                for p in self.store.nearest_pairs("clip", threshold, limit=self._pair_limit())
+                if p.first in order and p.second in order
+            ]
         by_hash: dict[str, list[str]] = {}
         for record in records:
             if record.id in order and record.content_hash:
@@ -362,6 +364,24 @@ class ImageLibrary:
         return describe_groups(
             groups, lambda a, b: self._similarity(a, b, hashes), lambda i: paths[i]
         )
+
+    def near_duplicates_checked(self) -> bool:
+        """Near duplicates need CLIP with real weights: a synthetic CLIP scores unrelated
+        photos 0.96–0.98 alike, and a removal would delete them. Without it only the same
+        bytes count as duplicates (and answers say so)."""
+        return self.installed().clip and not self.space_synthetic()["clip"]
+
+    def duplicates_warning(self) -> str | None:
+        parts = (
+            []
+            if self.near_duplicates_checked()
+            else [
+                "near duplicates not checked (CLIP is synthetic or not installed): only files "
+                "with the same bytes are grouped"
+            ]
+        )
+        general = self.warning()
+        return "; ".join([*parts, *([general] if general else [])]) or None
 
     def _pair_limit(self) -> int:
         return max(10_000, 4 * self.store.count())

@@ -98,7 +98,7 @@ def check_body(
         "total_duplicates": duplicates,
         "check_time": round(time.perf_counter() - started, 3),
         "message": f"Found {len(groups)} duplicate groups with {duplicates} duplicate images",
-        "warning": library.warning(),
+        "warning": library.duplicates_warning(),
     }
 
 
@@ -202,14 +202,16 @@ async def compare_images(body: CompareRequest, request: Request) -> dict[str, An
     second = library.roots.existing_file(body.image2_path, field="image2_path")
     found = await library.compare(first, second)
     similarity = 1.0 if found["exact_match"] else found["clip_similarity"]
+    # Without a real CLIP only the same bytes make a duplicate (see near_duplicates_checked).
+    near = library.near_duplicates_checked() and similarity >= body.similarity_threshold
     return found | {
         "success": True,
         "image1_path": str(first),
         "image2_path": str(second),
         "similarity": similarity,
-        "is_duplicate": similarity >= body.similarity_threshold,
+        "is_duplicate": found["exact_match"] or near,
         "comparison_time": round(time.perf_counter() - started, 3),
-        "warning": library.warning(),
+        "warning": library.duplicates_warning(),
     }
 
 
@@ -244,5 +246,5 @@ async def remove_duplicates(
         "removed_ids": removed,
         "removed_count": len(removed),
         "message": f"{verb} {len(removed)} duplicate images from {len(groups)} groups",
-        "warning": library.warning(),
+        "warning": library.duplicates_warning(),
     }

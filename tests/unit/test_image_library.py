@@ -107,17 +107,30 @@ def jpeg(value: int, size: int = 32) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture
-def library(tmp_path: Path):
+def make_library(tmp_path: Path, synthetic: Sequence[str]):
     calls = Calls()
     settings = Settings(
         data_dir=tmp_path / "data", media_roots=[tmp_path / "media"], context_batch_images=4
     )
     store = SqliteVecStore(tmp_path / "vectors.sqlite3")
     models = ContextModels(Captioner(calls), Clip(calls), Text(), Objects())
-    triton = SimpleNamespace(catalog=catalog(synthetic=["clip_vit_b32_visual"]))
+    triton = SimpleNamespace(catalog=catalog(synthetic=synthetic))
     lib = ImageLibrary(settings, store, models, MediaRoots.create(settings.media_roots), triton)
-    yield lib, calls, tmp_path / "media"
+    return lib, calls, tmp_path / "media", store
+
+
+@pytest.fixture
+def library(tmp_path: Path):
+    """CLIP synthetic, as an offline install serves it."""
+    lib, calls, media, store = make_library(tmp_path, ["clip_vit_b32_visual"])
+    yield lib, calls, media
+    store.close()
+
+
+@pytest.fixture
+def real_clip_library(tmp_path: Path):
+    lib, calls, media, store = make_library(tmp_path, [])
+    yield lib, calls, media
     store.close()
 
 
@@ -201,8 +214,8 @@ def test_search_ranks_by_the_real_space_only_while_clip_is_synthetic(library) ->
     assert [h[0].path.endswith("bright.png") for h in filtered] == [True]
 
 
-def test_near_and_exact_duplicates_form_one_group_and_removal_is_real(library) -> None:
-    lib, _, media = library
+def test_near_and_exact_duplicates_form_one_group_and_removal_is_real(real_clip_library) -> None:
+    lib, _, media = real_clip_library
     (media / "a.png").write_bytes(jpeg(200))
     (media / "b.png").write_bytes(jpeg(200))  # same bytes
     (media / "c.png").write_bytes(jpeg(201))  # nearly the same histogram
@@ -218,3 +231,15 @@ def test_near_and_exact_duplicates_form_one_group_and_removal_is_real(library) -
     lib.remove_duplicates(0.9, dry_run=False, keep_first=True, delete_files=True)
     assert lib.store.count() == 2
     assert sorted(p.name for p in media.iterdir()) == ["a.png", "d.png"]
+
+
+def test_with_a_synthetic_clip_only_the_same_bytes_count_as_duplicates(library) -> None:
+    lib, _, media = library
+    (media / "a.png").write_bytes(jpeg(200))
+    (media / "b.png").write_bytes(jpeg(200))  # same bytes
+    (media / "c.png").write_bytes(jpeg(201))  # near, but only a real CLIP may say so
+    paths = sorted(p.resolve() for p in media.iterdir())
+    run(lib.process_paths(paths, force=True))
+    groups = lib.duplicate_groups(0.9)
+    assert [[Path(p).name for p in g.paths] for g in groups] == [["a.png", "b.png"]]
+    assert "near duplicates not checked" in (lib.duplicates_warning() or "")
