@@ -79,8 +79,10 @@ StartGateway = Callable[..., Gateway]
 
 
 @pytest.fixture(scope="module")
-def shared_triton(start_triton, tiny_sr_repository: Path) -> TritonServer:  # noqa: F811
-    return start_triton(tiny_sr_repository)
+def shared_triton(start_triton, tiny_sr_repository: Path) -> Iterator[TritonServer]:  # noqa: F811
+    server = start_triton(tiny_sr_repository)
+    yield server
+    server.stop()  # at the module's end: not left running beside the next module's own
 
 
 # Every test gateway's settings: small tiles for the tiny models, quick readiness polls, and
@@ -161,8 +163,10 @@ def face_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def face_triton(start_triton, face_repository: Path) -> TritonServer:  # noqa: F811
-    return start_triton(face_repository)
+def face_triton(start_triton, face_repository: Path) -> Iterator[TritonServer]:  # noqa: F811
+    server = start_triton(face_repository)
+    yield server
+    server.stop()  # at the module's end: not left running beside the next module's own
 
 
 def astronaut_png(size: int = 256) -> bytes:
@@ -213,5 +217,7 @@ def swap_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def swap_triton(start_triton, swap_repository: Path) -> TritonServer:  # noqa: F811
-    return start_triton(swap_repository)
+def swap_triton(start_triton, swap_repository: Path) -> Iterator[TritonServer]:  # noqa: F811
+    server = start_triton(swap_repository)
+    yield server
+    server.stop()  # at the module's end: not left running beside the next module's own
