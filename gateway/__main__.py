@@ -5,8 +5,9 @@ import os
 # One BLAS thread unless the operator says otherwise, set before numpy loads: the gateway's
 # matrix work (the vector store's exact search, image geometry) runs on worker threads beside
 # Triton on the same cores, and OpenBLAS's extra threads keep spinning after each call,
-# taking the cores Triton needs. Measured on 2 cores over 100,000 stored images: search p50
-# 52 → 37 ms (the query's embedding in Triton 32 → 14 ms, the store's scan 22 → 19 ms).
+# taking the cores Triton needs. Measured on 2 cores over 100,000 stored images: the library's
+# search p50 52 → 37 ms (the query's embedding in Triton 32 → 14 ms, the store's scan 22 → 19
+# ms); through HTTP (perf.context_search) 54–63 → 42–47 ms.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse

@@ -148,6 +148,13 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         return shaped_for(request, http_error_response(exc))
 
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        # Only reached by a bug: logged by Starlette's ServerErrorMiddleware; the answer keeps
+        # the body of the API the path belongs to and says nothing of the internals.
+        plain = JSONResponse({"detail": "internal error", "error": "InternalError"}, 500)
+        return shaped_for(request, plain)
+
+    app.add_exception_handler(Exception, on_crash)
     app.add_exception_handler(FacetError, on_facet_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
@@ -275,7 +282,8 @@ def live_search(app: FastAPI) -> Callable[..., Awaitable[list[dict[str, object]]
     ) -> list[dict[str, object]]:
         services: Services = app.state.services
         library = services.library
-        hits = await library.search(query, limit=limit, min_score=min_score, objects=objects)
+        names = [name.strip().lower() for name in objects or [] if name.strip()] or None
+        hits = await library.search(query, limit=limit, min_score=min_score, objects=names)
         return [
             context_images.image_info(library, record)
             | {"score": round(score, 6), "distance": round(distance, 6)}

@@ -160,6 +160,7 @@ class TritonClient:
         try:
             # Strings (BYTES) have no fixed size to lay out in a region: they go on the wire.
             has_strings = any(array.dtype == np.object_ for array in inputs.values())
+            has_strings |= self._returns_strings(model, outputs)
             if self._settings.triton_use_shared_memory and not has_strings:
                 return await self._infer_shared(
                     client, model, inputs, outputs, deadline, output_nbytes or {}
@@ -167,6 +168,15 @@ class TritonClient:
             return await self._infer_wire(client, model, inputs, outputs, timeout)
         except _TritonFailure as exc:
             raise map_triton_error(exc, model) from exc
+
+    def _returns_strings(self, model: str, outputs: Sequence[str]) -> bool:
+        """Whether an asked-for output is a string tensor (caption_blip's captions,
+        detect_objects' label names): those cannot be laid out in a shared-memory region."""
+        facts = self._catalog.get(model)
+        if facts is None:
+            return False
+        wanted = set(outputs)
+        return any(t.datatype in ("STRING", "BYTES") for t in facts.outputs if t.name in wanted)
 
     async def _infer_wire(
         self,

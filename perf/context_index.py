@@ -221,8 +221,8 @@ def write_report(result: dict[str, Any], out: Path) -> Path:
         "",
         f"Machine: {machine.cores} cores, {machine.cpu_model}, {machine.ram_gib:.0f} GiB RAM, "
         f"GPU: {machine.gpu}; load average at the end {result['load_average_after']}.",
-        f"Models: {'tiny synthetic' if result['tiny'] else 'full'} CLIP and BLIP, MiniLM and "
-        "NanoDet on their real weights, one Triton; two gateways (batches of "
+        f"Models: {'tiny' if result['tiny'] else 'full-size'} CLIP and BLIP on synthetic "
+        "weights, MiniLM and NanoDet on their real weights, one Triton; two gateways (batches of "
         f"{result['batch']} and of 1).",
         f"{result['images']} real photos (scikit-image), 320–1024 px.",
         "",

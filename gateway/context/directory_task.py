@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from gateway.context.library import DirectoryOutcome, ImageLibrary
 from gateway.context.paths import image_files
-from gateway.errors import JobCancelled
+from gateway.errors import JobCancelled, Unavailable
 from gateway.jobs.store import Job, JobStore
 
 KIND: Final = "context_directory"
@@ -104,8 +104,12 @@ class DirectoryTask:
     async def __call__(self, job: Job) -> None:
         try:
             await self.run(job)
+        except (Unavailable, JobCancelled):
+            # The runner waits out an unreachable Triton and runs the task again (no final
+            # event yet); a cancelled task is not a failure.
+            raise
         except Exception as exc:
-            reason = getattr(exc, "detail", None) or type(exc).__name__
+            reason = getattr(exc, "detail", None) or f"internal error ({type(exc).__name__})"
             self._publish("processing", {"type": "task_failed", "task_id": job.id, "error": reason})
             raise
 

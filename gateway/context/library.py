@@ -406,12 +406,42 @@ class ImageLibrary:
     def remove_duplicates(
         self, threshold: float, *, dry_run: bool, keep_first: bool, delete_files: bool
     ) -> tuple[list[DuplicateGroup], list[str]]:
+        """Every member but one per group, after checking the files against the records: a
+        group whose kept file is gone or changed since it was indexed is skipped (its members
+        may be the last copies), and so is a member whose own file changed (it is no longer
+        what was compared). The same checks run for a dry run, so it names what would go."""
         groups = self.duplicate_groups(threshold)
-        removed = to_remove(groups, keep_first=keep_first)
+        removed: list[str] = []
+        for group in groups:
+            members = [group.representative_id, *group.duplicate_ids]
+            keeper = members[0] if keep_first else members[-1]
+            if not self._file_matches(keeper):
+                continue
+            removed.extend(
+                member
+                for member in to_remove([group], keep_first=keep_first)
+                if self._file_matches(member) or not delete_files
+            )
         if not dry_run:
             for image_id in removed:
                 self.delete(image_id, delete_file=delete_files)
         return groups, removed
+
+    def _file_matches(self, image_id: str) -> bool:
+        """The record's file is still there, inside the roots, with the bytes it was indexed
+        with."""
+        record = self.store.get(image_id)
+        if record is None or not record.path or not record.content_hash:
+            return False
+        path = Path(record.path)
+        if not self.roots.contains(path):
+            return False
+        try:
+            with open(path, "rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        except OSError:
+            return False
+        return digest == record.content_hash
 
     async def compare(self, first: Path, second: Path) -> dict[str, Any]:
         """Two files' similarity without storing anything."""

@@ -23,6 +23,7 @@ from gateway.openapi import errors
 from gateway.routes.deps import rate_limited, services_of
 from gateway.routes.upscale import read_limited, safe_filename
 from gateway.vectors.store import VectorRecord
+from gateway.ws.events import image_processed
 
 router = APIRouter(prefix="/api/v1", tags=["images (Image Context Extractor API)"])
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
@@ -122,6 +123,11 @@ async def process_image(body: ProcessImageRequest, request: Request) -> dict[str
     message = (
         "Image already processed (unchanged)" if outcome.skipped else "Image processed successfully"
     )
+    if not outcome.skipped:
+        services_of(request).ws_hub.publish(
+            "processing",
+            image_processed(outcome.record.id, filename=Path(outcome.record.path or "").name),
+        )
     return {
         "success": True,
         "image_id": outcome.record.id,

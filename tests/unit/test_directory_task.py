@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import pytest
 from fastapi.responses import JSONResponse
 
 from gateway.app import context_error_response
-from gateway.context.directory_task import KIND, directory_result, new_task_id, task_view
+from gateway.context.directory_task import (
+    KIND,
+    DirectoryTask,
+    directory_result,
+    new_task_id,
+    task_view,
+)
 from gateway.context.library import DirectoryOutcome
+from gateway.errors import JobCancelled, NotFound, Unavailable
 from gateway.jobs.store import Job
 
 
@@ -87,3 +96,37 @@ def test_api_v1_errors_take_the_seeds_body_with_the_same_status_and_headers() ->
     assert body["success"] is False and body["error"] == "NotFound"
     assert body["message"] == "no image with id 'x'" and body["details"] == {"status_code": 404}
     assert "T" in body["timestamp"]
+
+
+class Published(list):
+    def __call__(self, channel: str, event: dict) -> None:
+        self.append((channel, event))
+
+
+class FailingLibrary:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.roots = self
+
+    def existing_directory(self, name: str) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "final"),
+    [
+        (Unavailable("inference server unavailable"), False),  # the runner tries again
+        (JobCancelled("cancelled"), False),
+        (NotFound("directory_path: 'x' does not exist"), True),
+        (RuntimeError("a bug"), True),
+    ],
+)
+def test_only_a_failure_the_runner_will_not_retry_is_published_as_final(error, final) -> None:
+    published = Published()
+    task = DirectoryTask(None, FailingLibrary(error), published)  # type: ignore[arg-type]
+    with pytest.raises(type(error)):
+        asyncio.run(task(job("processing", None)))
+    failed = [event for _, event in published if event["type"] == "task_failed"]
+    assert bool(failed) is final
+    if final:
+        assert "Traceback" not in failed[0]["error"]

@@ -243,3 +243,25 @@ def test_with_a_synthetic_clip_only_the_same_bytes_count_as_duplicates(library) 
     groups = lib.duplicate_groups(0.9)
     assert [[Path(p).name for p in g.paths] for g in groups] == [["a.png", "b.png"]]
     assert "near duplicates not checked" in (lib.duplicates_warning() or "")
+
+
+def test_removal_skips_a_group_whose_kept_file_is_gone_or_changed(real_clip_library) -> None:
+    lib, _, media = real_clip_library
+    for name in ("a.png", "b.png"):
+        (media / name).write_bytes(jpeg(200))  # the same bytes: one group, a kept first
+    paths = sorted(p.resolve() for p in media.iterdir())
+    run(lib.process_paths(paths, force=True))
+    (media / "a.png").unlink()  # the copy that would be kept is gone
+    _, removed = lib.remove_duplicates(0.99, dry_run=False, keep_first=True, delete_files=True)
+    assert removed == [] and (media / "b.png").is_file() and lib.store.count() == 2
+
+
+def test_removal_keeps_a_member_whose_file_changed_since_it_was_indexed(real_clip_library) -> None:
+    lib, _, media = real_clip_library
+    for name in ("a.png", "b.png"):
+        (media / name).write_bytes(jpeg(200))
+    paths = sorted(p.resolve() for p in media.iterdir())
+    run(lib.process_paths(paths, force=True))
+    (media / "b.png").write_bytes(jpeg(10))  # edited after indexing: now unique
+    _, removed = lib.remove_duplicates(0.99, dry_run=False, keep_first=True, delete_files=True)
+    assert removed == [] and (media / "b.png").read_bytes() == jpeg(10)
