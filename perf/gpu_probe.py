@@ -144,6 +144,9 @@ class Arch:
     token_inputs: int = 0
     # The image crosses as uint8 H×W×C (the model normalises it inside, e.g. CLIP's towers).
     uint8_nhwc: bool = False
+    # Inputs the probe cannot make up (a decoder's image_embeds or past keys/values): such a
+    # model is listed in the notes, not timed.
+    unsupported_inputs: tuple[str, ...] = ()
 
 
 def _patched(
@@ -175,6 +178,9 @@ def arch_from_spec(spec: ModelSpec) -> Arch:
         fixed = tiny_fixed = tokens[0].dims[-1]
     if fixed is not None and spec.tiny_sample is not None:
         tiny_fixed = int(spec.tiny_sample().shape[0])
+    made = {t.name for t in tokens} | {t.name for t in spec.inputs if len(t.dims) == 1}
+    made |= {images[0].name} if images else set()
+    unsupported = tuple(t.name for t in spec.inputs if t.name not in made)
     return Arch(
         name=spec.name,
         build=_patched(spec.build, spec.patch),
@@ -186,6 +192,7 @@ def arch_from_spec(spec: ModelSpec) -> Arch:
         vector_inputs=vectors,
         token_inputs=len(tokens),
         uint8_nhwc=nhwc,
+        unsupported_inputs=unsupported,
     )
 
 
@@ -284,6 +291,10 @@ def targets_for(
         arch = sources.archs.get(family.spec)
         if arch is None:
             notes.append(f"`{family.spec}`: not available from {sources.description}")
+            continue
+        if arch.unsupported_inputs:
+            names = ", ".join(arch.unsupported_inputs)
+            notes.append(f"`{family.spec}`: not timed: the probe does not make up its {names}")
             continue
         if tiny:
             side = arch.tiny_fixed_side or TINY_SIDE
