@@ -85,7 +85,7 @@ def directory_images(library: ImageLibrary, directory: Path, recursive: bool) ->
     response_model=DirectoryResponse,
     response_model_exclude_none=True,
     dependencies=[Depends(rate_limited("other"))],
-    responses=errors(403, 404, 429, 503, context=True),
+    responses=errors(403, 404, 429, 502, 503, 504, context=True),
 )
 async def process_directory(body: DirectoryRequest, request: Request) -> dict[str, Any]:
     library = library_of(request)

@@ -117,7 +117,7 @@ async def _indexed_directory(
     response_model=CheckResponse,
     response_model_exclude_none=True,
     dependencies=[Depends(rate_limited("other"))],
-    responses=errors(403, 404, 429, 503, context=True),
+    responses=errors(403, 404, 429, 502, 503, 504, context=True),
 )
 async def check_duplicates(body: CheckRequest, request: Request) -> dict[str, Any]:
     """Within `directory_path` (processed first where needed) or the whole library; with
@@ -143,7 +143,7 @@ async def check_duplicates(body: CheckRequest, request: Request) -> dict[str, An
     "/duplicates/check-image",
     response_model=CheckResponse,
     response_model_exclude_none=True,
-    responses=errors(400, 403, 404, 503, context=True),
+    responses=errors(400, 403, 404, 502, 503, 504, context=True),
 )
 async def check_image(
     request: Request,
@@ -171,7 +171,7 @@ async def check_image(
     "/duplicates/check-directory",
     response_model=CheckResponse,
     response_model_exclude_none=True,
-    responses=errors(400, 403, 404, 503, context=True),
+    responses=errors(400, 403, 404, 502, 503, 504, context=True),
 )
 async def check_directory(
     request: Request,
@@ -191,7 +191,7 @@ async def check_directory(
     response_model=CompareResponse,
     response_model_exclude_none=True,
     dependencies=[Depends(rate_limited("other"))],
-    responses=errors(403, 404, 413, 415, 429, 503, context=True),
+    responses=errors(403, 404, 413, 415, 429, 502, 503, 504, context=True),
 )
 async def compare_images(body: CompareRequest, request: Request) -> dict[str, Any]:
     """Two files compared without storing either: CLIP image cosine (the duplicate measure),

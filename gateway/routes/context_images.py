@@ -113,7 +113,7 @@ def image_info(library: ImageLibrary, record: VectorRecord) -> dict[str, Any]:
     "/images/process",
     response_model=ProcessImageResponse,
     dependencies=[Depends(rate_limited("other"))],
-    responses=errors(403, 404, 413, 415, 429, 503, context=True),
+    responses=errors(403, 404, 413, 415, 429, 502, 503, 504, context=True),
 )
 async def process_image(body: ProcessImageRequest, request: Request) -> dict[str, Any]:
     """Caption, objects and embeddings of one server-side image, stored for search."""
@@ -143,7 +143,7 @@ async def process_image(body: ProcessImageRequest, request: Request) -> dict[str
     response_model=UploadResponse,
     response_model_exclude_none=True,
     dependencies=[Depends(rate_limited("other"))],
-    responses=errors(403, 409, 413, 415, 429, 503, context=True),
+    responses=errors(403, 409, 413, 415, 429, 502, 503, 504, context=True),
 )
 async def upload_image(
     request: Request,
@@ -255,7 +255,7 @@ async def download_image(image_id: str, request: Request) -> FileResponse:
     "/images/",
     response_model=list[SearchResult],
     response_model_exclude_none=True,
-    responses=errors(400, 503, context=True),
+    responses=errors(400, 502, 503, 504, context=True),
 )
 async def list_or_search(
     request: Request,
