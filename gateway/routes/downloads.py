@@ -14,7 +14,6 @@ from typing import Annotated, Any, BinaryIO
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
-from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import NotFound
@@ -53,10 +52,12 @@ async def download(
     handle = await asyncio.to_thread(open_output, output.result_path)
     if handle is None:
         raise NotFound("File not found or expired")
-    after = BackgroundTask(forget, services.store, services.files, output) if cleanup else None
-    return HeldFileResponse(
-        handle, media_type=output.result_media_type, filename=name, background=after
-    )
+    if cleanup:
+        # Forgotten before the answer goes out, not in a background task after it: a client that
+        # asks again as soon as its download ends must already get 404. The open handle still
+        # reads the unlinked file whole.
+        await asyncio.to_thread(forget, services.store, services.files, output)
+    return HeldFileResponse(handle, media_type=output.result_media_type, filename=name)
 
 
 def open_output(path: str) -> BinaryIO | None:
@@ -107,6 +108,6 @@ async def restored_file(job: Job) -> FileResponse:
 
 
 def forget(store: JobStore, files: FileStore, job: Job) -> None:
-    """Delete an output and its record (after the response has been sent)."""
+    """Delete an output and its record."""
     files.remove(job.result_path)
     store.delete(job.id)
