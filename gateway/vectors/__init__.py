@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.vectors.store import DEFAULT_SPACES, VectorStore
@@ -15,16 +16,22 @@ if TYPE_CHECKING:
 
 
 def open_vector_store(
-    settings: Settings, spaces: Mapping[str, int] = DEFAULT_SPACES
+    settings: Settings,
+    spaces: Mapping[str, int] = DEFAULT_SPACES,
+    *,
+    path: Path | None = None,
+    table: str = "facet_images",
 ) -> VectorStore:
-    """The store `FACET_VECTOR_STORE` names; each imports its database driver only when chosen."""
+    """The store `FACET_VECTOR_STORE` names; each imports its database driver only when chosen.
+    `path` (embedded) and `table` (PostgreSQL) keep another collection apart: the face gallery
+    is stored beside the images, never in their table."""
     if settings.vector_store == "postgres":
         url = settings.postgres_url.get_secret_value()
         if not url:
             raise ValueError("FACET_VECTOR_STORE=postgres needs FACET_POSTGRES_URL")
         from gateway.vectors.pgvector import PgVectorStore
 
-        return PgVectorStore(url, spaces)
+        return PgVectorStore(url, spaces, table=table)
     from gateway.vectors.sqlite_vec import SqliteVecStore
 
-    return SqliteVecStore(settings.vector_database_path, spaces)
+    return SqliteVecStore(path or settings.vector_database_path, spaces)

@@ -75,15 +75,14 @@ class ExactIndex:
         if allowed is not None:
             chosen = np.isin(keys, allowed)
             keys, matrix = keys[chosen], matrix[chosen]
-        scores = matrix @ query
-        if min_score is not None:
-            passing = scores >= min_score
-            keys, scores = keys[passing], scores[passing]
-        if len(scores) > k:
-            best = np.argpartition(-scores, k - 1)[:k]
-            keys, scores = keys[best], scores[best]
-        order = np.lexsort((keys, -scores))
-        return list(zip(keys[order].tolist(), scores[order].tolist(), strict=True))
+        return _best_of(keys, matrix @ query, k, min_score)
+
+    def top_many(
+        self, queries: npt.NDArray[np.float32], k: int, min_score: float | None
+    ) -> list[list[tuple[int, float]]]:
+        """`top` for each query row, scored by one matrix product."""
+        keys, scores = self.keys(), self.matrix() @ queries.T
+        return [_best_of(keys, scores[:, column], k, min_score) for column in range(len(queries))]
 
     def _append(self, key: int) -> int:
         if self._size == len(self._keys):
@@ -101,3 +100,17 @@ class ExactIndex:
         keys[: self._size] = self._keys[: self._size]
         matrix[: self._size] = self._matrix[: self._size]
         self._keys, self._matrix = keys, matrix
+
+
+def _best_of(
+    keys: Keys, scores: npt.NDArray[np.float32], k: int, min_score: float | None
+) -> list[tuple[int, float]]:
+    """(key, score) of the k best, best first; equal scores in key order."""
+    if min_score is not None:
+        passing = scores >= min_score
+        keys, scores = keys[passing], scores[passing]
+    if len(scores) > k:
+        best = np.argpartition(-scores, k - 1)[:k]
+        keys, scores = keys[best], scores[best]
+    order = np.lexsort((keys, -scores))
+    return list(zip(keys[order].tolist(), scores[order].tolist(), strict=True))

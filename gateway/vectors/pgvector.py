@@ -33,6 +33,7 @@ from gateway.errors import Unavailable
 from gateway.vectors.store import (
     DEFAULT_SPACES,
     DuplicatePair,
+    HitLists,
     Hits,
     Pairs,
     RecordFields,
@@ -46,6 +47,7 @@ from gateway.vectors.store import (
     merge_spaces,
     normalise,
     normalise_all,
+    normalise_rows,
     object_names,
     record_fields,
     similar_pairs,
@@ -116,6 +118,13 @@ class PgVectorStore:
             cursor = conn.execute(f"DELETE FROM {self._table} WHERE id = %s", (image_id,))
             return cursor.rowcount == 1
 
+    def delete_many(self, image_ids: Sequence[str]) -> int:
+        with self._session() as conn, conn.transaction():
+            cursor = conn.execute(
+                f"DELETE FROM {self._table} WHERE id = ANY(%s::text[])", (list(image_ids),)
+            )
+            return cursor.rowcount
+
     def list(
         self, limit: int = 100, offset: int = 0, objects: Sequence[str] | None = None
     ) -> Records:
@@ -149,6 +158,34 @@ class PgVectorStore:
             rows = conn.execute(statement, {"q": query, "objects": names, "k": k}, binary=True)
             hits = [hit(self._record(row[:-1]), 1.0 - float(row[-1])) for row in rows]
         return [h for h in hits if min_score is None or h.score >= min_score]
+
+    def search_many(
+        self,
+        space: str,
+        query_vectors: npt.ArrayLike,
+        k: int = 10,
+        min_score: float | None = None,
+    ) -> HitLists:
+        """One statement: a LATERAL nearest-k scan of the HNSW index per query row."""
+        queries = normalise_rows(query_vectors, space_dim(self._spaces, space), space)
+        check_search(k, min_score)
+        if not len(queries):
+            return []
+        rows_sql = ", ".join(f"({n}, %(q{n})b)" for n in range(len(queries)))
+        statement = (
+            f"SELECT q.n, t.* FROM (VALUES {rows_sql}) AS q(n, v) CROSS JOIN LATERAL ("
+            f"SELECT {self._columns}, vec_{space} <=> q.v FROM {self._table}"
+            f" WHERE vec_{space} IS NOT NULL ORDER BY vec_{space} <=> q.v LIMIT %(k)s) AS t"
+            " ORDER BY q.n"
+        )
+        values: dict[str, Any] = {f"q{n}": query for n, query in enumerate(queries)}
+        values["k"] = k
+        found: HitLists = [[] for _ in queries]
+        with self._session() as conn, conn.transaction():
+            self._tune_scan(conn, k)
+            for row in conn.execute(statement, values, binary=True):
+                found[int(row[0])].append(hit(self._record(row[1:-1]), 1.0 - float(row[-1])))
+        return [[h for h in hits if min_score is None or h.score >= min_score] for hits in found]
 
     def nearest_pairs(self, space: str, threshold: float, limit: int = 10_000) -> Pairs:
         space_dim(self._spaces, space)

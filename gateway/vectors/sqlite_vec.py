@@ -27,6 +27,7 @@ from gateway.vectors.exact import ExactIndex
 from gateway.vectors.store import (
     DEFAULT_SPACES,
     DuplicatePair,
+    HitLists,
     Hits,
     Pairs,
     RecordFields,
@@ -40,6 +41,7 @@ from gateway.vectors.store import (
     merge_spaces,
     normalise,
     normalise_all,
+    normalise_rows,
     object_names,
     record_fields,
     similar_pairs,
@@ -149,6 +151,18 @@ class SqliteVecStore:
                 index.remove(seq)
             return True
 
+    def delete_many(self, image_ids: Sequence[str]) -> int:
+        with self._lock:
+            self._refresh()
+            with self._write():
+                seqs = [seq for seq in map(self._seq_of, dict.fromkeys(image_ids)) if seq]
+                for seq in seqs:
+                    self._delete_rows(seq)
+            for index in self._indexes.values():
+                for seq in seqs:
+                    index.remove(seq)
+            return len(seqs)
+
     def list(
         self, limit: int = 100, offset: int = 0, objects: Sequence[str] | None = None
     ) -> Records:
@@ -176,6 +190,21 @@ class SqliteVecStore:
             best = self._index(space).top(query, k, min_score, allowed)
             records = self._records_by_seq([seq for seq, _ in best])
         return [hit(records[seq], score) for seq, score in best if seq in records]
+
+    def search_many(
+        self,
+        space: str,
+        query_vectors: npt.ArrayLike,
+        k: int = 10,
+        min_score: float | None = None,
+    ) -> HitLists:
+        queries = normalise_rows(query_vectors, space_dim(self._spaces, space), space)
+        check_search(k, min_score)
+        with self._lock:
+            self._refresh()
+            best = self._index(space).top_many(queries, k, min_score)
+            records = self._records_by_seq(sorted({seq for row in best for seq, _ in row}))
+        return [[hit(records[seq], score) for seq, score in row if seq in records] for row in best]
 
     def nearest_pairs(self, space: str, threshold: float, limit: int = 10_000) -> Pairs:
         space_dim(self._spaces, space)
@@ -304,11 +333,13 @@ class SqliteVecStore:
         return [_record(row) for row in rows]
 
     def _records_by_seq(self, seqs: Sequence[int]) -> dict[int, VectorRecord]:
-        if not seqs:
-            return {}
-        marks = ",".join("?" * len(seqs))
-        rows = self._rows(f"SELECT {COLUMNS} FROM images WHERE seq IN ({marks})", seqs)
-        return {int(row[0]): _record(row) for row in rows}
+        found: dict[int, VectorRecord] = {}
+        for start in range(0, len(seqs), 500):  # SQLite caps the parameters of one statement
+            part = seqs[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows = self._rows(f"SELECT {COLUMNS} FROM images WHERE seq IN ({marks})", part)
+            found.update((int(row[0]), _record(row)) for row in rows)
+        return found
 
     def _ids_by_seq(self, seqs: set[int]) -> dict[int, str]:
         found: dict[int, str] = {}

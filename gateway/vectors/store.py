@@ -62,6 +62,7 @@ class DuplicatePair(NamedTuple):
 
 Records = list[VectorRecord]
 Hits = list[SearchHit]
+HitLists = list[Hits]  # one Hits per query of search_many
 Pairs = list[DuplicatePair]
 
 
@@ -88,6 +89,11 @@ class VectorStore(Protocol):
         """Remove the record and its vectors; False when there was none."""
         ...
 
+    def delete_many(self, image_ids: Sequence[str]) -> int:
+        """Remove these records and their vectors in one transaction (all or none); how many
+        there were."""
+        ...
+
     def list(
         self, limit: int = 100, offset: int = 0, objects: Sequence[str] | None = None
     ) -> Records:
@@ -103,6 +109,16 @@ class VectorStore(Protocol):
         objects: Sequence[str] | None = None,
     ) -> Hits:
         """The `k` nearest records by cosine, nearest first, none scoring below `min_score`."""
+        ...
+
+    def search_many(
+        self,
+        space: str,
+        query_vectors: npt.ArrayLike,
+        k: int = 10,
+        min_score: float | None = None,
+    ) -> HitLists:
+        """`search` for each row of `query_vectors` [N, dim], answered by one query."""
         ...
 
     def nearest_pairs(self, space: str, threshold: float, limit: int = 10_000) -> Pairs:
@@ -172,6 +188,15 @@ def normalise_all(
     if unknown:
         raise ValueError(f"unknown vector spaces {unknown}; this store has {sorted(spaces)}")
     return {name: normalise(vector, spaces[name], name) for name, vector in vectors.items()}
+
+
+def normalise_rows(vectors: npt.ArrayLike, dim: int, space: str) -> npt.NDArray[np.float32]:
+    """[N, dim] query rows, each checked and normalised like one vector."""
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim != 2:
+        raise ValueError(f"space {space!r}: queries must be [N, {dim}], not shape {array.shape}")
+    rows = [normalise(row, dim, space) for row in array]
+    return np.stack(rows) if rows else np.zeros((0, dim), np.float32)
 
 
 def space_dim(spaces: Mapping[str, int], space: str) -> int:

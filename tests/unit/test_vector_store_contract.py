@@ -273,6 +273,40 @@ def test_delete_removes_the_row_and_its_vectors_and_nothing_else(store: VectorSt
     assert store.delete("gone") is False
 
 
+def test_delete_many_removes_every_named_record_and_counts_only_those_there(
+    store: VectorStore,
+) -> None:
+    vectors = random_vectors(4, 16, seed=8)
+    for i, vector in enumerate(vectors):
+        put(store, f"img-{i}", vector, ["cat"])
+
+    assert store.delete_many(["img-0", "img-2", "img-2", "missing"]) == 2
+
+    assert [r.id for r in store.list()] == ["img-1", "img-3"]
+    assert {h.record.id for h in store.search("clip", vectors[0], k=10)} == {"img-1", "img-3"}
+    assert store.delete_many([]) == 0 and store.count() == 2
+
+
+def test_search_many_answers_each_query_as_search_does(store: VectorStore) -> None:
+    vectors = random_vectors(20, 16, seed=9)
+    for i, vector in enumerate(vectors):
+        put(store, f"img-{i:02d}", vector)
+    queries = random_vectors(3, 16, seed=10)
+
+    answers = store.search_many("clip", queries, k=4, min_score=-0.2)
+
+    assert len(answers) == 3
+    for query, hits in zip(queries, answers, strict=True):
+        alone = store.search("clip", query, k=4, min_score=-0.2)
+        assert [h.record.id for h in hits] == [h.record.id for h in alone]
+        assert [h.score for h in hits] == pytest.approx([h.score for h in alone], abs=1e-5)
+    assert store.search_many("clip", np.zeros((0, 16), np.float32)) == []
+    with pytest.raises(ValueError):
+        store.search_many("clip", random_vectors(2, 8))
+    with pytest.raises(ValueError):
+        store.search_many("clip", queries[0])
+
+
 def test_sqlite_delete_leaves_no_vector_or_caption_bytes_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / "vectors.sqlite3"
     store = SqliteVecStore(path, SPACES)
