@@ -29,6 +29,8 @@ from gateway.routes import (
     context_system,
     downloads,
     process,
+    recognition_faces,
+    recognition_images,
     restore,
     system,
     upscale,
@@ -49,13 +51,17 @@ Facet's REST gateway in front of Triton Inference Server, compatible with the AP
 already call: the Real-ESRGAN upscaler (submit → poll status → download result), the GFPGAN
 restoration API (`/restore`, `/batch`), the FaceFusion API (`/process/image`, `/process/video`)
 and the Image Context Extractor (`/api/v1/…`: captions, objects, search, duplicates, directory
-tasks; WebSockets at `/ws`, `/ws/processing`, `/ws/search`, statistics at `/ws/stats`).
+tasks; WebSockets at `/ws`, `/ws/processing`, `/ws/search`, statistics at `/ws/stats`) and
+the AI Multimedia Platform's recognition APIs (`/api/face-recognition/…` with a consent-first
+face gallery, `/api/image-recognition/…`).
 Prometheus metrics of the gateway are at `/metrics/prometheus`; Triton's own on its metrics port.
 """
 
 
 def error_response(exc: FacetError) -> JSONResponse:
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    headers = dict(exc.headers)
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
     body = {"detail": exc.detail, "error": type(exc).__name__}
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
@@ -341,6 +347,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(context_images.router)
     app.include_router(context_directories.router)
     app.include_router(context_duplicates.router)
+    app.include_router(recognition_faces.router)
+    app.include_router(recognition_images.router)
     app.include_router(ws_router(hub, live_search(app), ws_limits(settings)))
     install_offline_docs(app)
     install_openapi(app)

@@ -3,12 +3,15 @@ to HTTP in one place, so no status code is chosen deep inside the code."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class FacetError(Exception):
     """Base class. `status` is the HTTP answer, `retry_after` (seconds) adds a Retry-After."""
 
     status: int = 500
     retry_after: int | None = None
+    headers: ClassVar[dict[str, str]] = {}  # sent with the answer; never mutated
 
     def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
         super().__init__(detail)
@@ -19,6 +22,13 @@ class FacetError(Exception):
 
 class BadRequest(FacetError):
     status = 400
+
+
+class Unauthorized(FacetError):
+    """A protected route called without the bearer token FACET_API_TOKEN sets (or a wrong one)."""
+
+    status = 401
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
 
 
 class Forbidden(FacetError):

@@ -40,6 +40,7 @@ RETRY_AFTER = {
 }
 DESCRIPTIONS = {
     400: "invalid parameters or an unreadable image (the reason says which)",
+    401: "a protected route without `Authorization: Bearer <FACET_API_TOKEN>` (or a wrong one)",
     403: "a server-side path outside the media roots (FACET_MEDIA_ROOTS)",
     404: "no such job, result, batch, image or path (or it expired)",
     409: "the file exists already (upload with overwrite=true to replace it)",

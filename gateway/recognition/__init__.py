@@ -1,0 +1,2 @@
+"""The AI Multimedia Platform's recognition APIs: faces (detect, a consent-first gallery,
+recognise), images (CLIP zero-shot classification, COCO objects) and the live camera."""
