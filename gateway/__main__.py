@@ -15,6 +15,7 @@ import argparse
 import uvicorn
 
 from gateway.app import create_app
+from gateway.recognition.camera import text_frame_limit
 from gateway.settings import Settings
 
 
@@ -32,8 +33,12 @@ def main() -> None:
         port=settings.port,
         log_level="info",
         # A WebSocket frame larger than the protocol's limit is refused before it is buffered
-        # (uvicorn's default would take 16 MiB and only then let gateway.ws refuse it).
-        ws_max_size=settings.ws_max_message_bytes + 1024,
+        # (uvicorn's default would take 16 MiB and only then let gateway.ws refuse it). The
+        # largest is a camera frame sent as base64 text; the other endpoints check their own.
+        ws_max_size=max(
+            settings.ws_max_message_bytes, text_frame_limit(settings.camera_max_frame_bytes)
+        )
+        + 1024,
     )
 
 

@@ -23,6 +23,7 @@ from gateway.errors import FacetError, PayloadTooLarge, UnsupportedMediaType
 from gateway.observability import GatewayMetrics
 from gateway.openapi import CONTEXT_PREFIX, install_openapi
 from gateway.routes import (
+    camera,
     context_directories,
     context_duplicates,
     context_images,
@@ -53,7 +54,7 @@ restoration API (`/restore`, `/batch`), the FaceFusion API (`/process/image`, `/
 and the Image Context Extractor (`/api/v1/…`: captions, objects, search, duplicates, directory
 tasks; WebSockets at `/ws`, `/ws/processing`, `/ws/search`, statistics at `/ws/stats`) and
 the AI Multimedia Platform's recognition APIs (`/api/face-recognition/…` with a consent-first
-face gallery, `/api/image-recognition/…`).
+face gallery, `/api/image-recognition/…`, the live camera at `/ws/camera`).
 Prometheus metrics of the gateway are at `/metrics/prometheus`; Triton's own on its metrics port.
 """
 
@@ -349,6 +350,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(context_duplicates.router)
     app.include_router(recognition_faces.router)
     app.include_router(recognition_images.router)
+    app.include_router(camera.router)
     app.include_router(ws_router(hub, live_search(app), ws_limits(settings)))
     install_offline_docs(app)
     install_openapi(app)

@@ -27,6 +27,7 @@ from gateway.observability import GatewayMetrics
 from gateway.pipelines.triton_upscaler import TritonTileUpscaler
 from gateway.ratelimit import RateLimiter
 from gateway.recognition.audit import AuditLog
+from gateway.recognition.camera import CameraGate
 from gateway.recognition.gallery import FaceGallery
 from gateway.recognition.service import RecognitionService
 from gateway.settings import Settings
@@ -64,6 +65,7 @@ class Services:
     directory_task: DirectoryTask
     ws_hub: Hub
     recognition: RecognitionService
+    camera_gate: CameraGate
     started_at: float = field(default_factory=time.time)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -188,6 +190,7 @@ async def start_services(settings: Settings, metrics: GatewayMetrics, hub: Hub) 
         directory_task,
         hub,
         recognition,
+        CameraGate(settings.camera_max_connections),
     )
     report = recover_jobs(store, queue, files, settings.job_attempts)
     if report.requeued or report.failed or report.re_enqueued:

@@ -6,11 +6,13 @@ the gallery's files. Consent and bearer-token rules as a new user would meet the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import httpx
 import numpy as np
 import pytest
@@ -228,3 +230,55 @@ def test_hostile_uploads_get_a_reason_not_a_crash(gateway, body, status):
             answer = post(client, path, body, auth=False)
             assert answer.status_code == status, (path, answer.text)
             assert answer.json()["detail"]
+
+
+async def stream(url: str, frames: list[bytes], headers: dict[str, str]) -> list[dict]:
+    """Send every frame at once, then read answers until the last frame's arrives."""
+    answers: list[dict] = []
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, headers=headers, max_msg_size=0) as ws,
+    ):
+        for data in frames:
+            await ws.send_bytes(data)
+        while not answers or answers[-1]["data"].get("seq") != len(frames):
+            message = await asyncio.wait_for(ws.receive(), 120)
+            assert message.type == aiohttp.WSMsgType.TEXT, message
+            answers.append(json.loads(message.data))
+    return answers
+
+
+def test_the_camera_names_the_enrolled_person_in_the_newest_frame_and_counts_drops(gateway, photos):
+    with gateway.client() as client:
+        enrolled = register(client, photos["obama"], "Barack Obama")
+    later = [photos[n] for n in ("biden", "t1", "obama3", "biden", "obama2")]
+    frames = [astronaut_png(512), *later]
+    url = gateway.url.replace("http", "ws", 1) + "/ws/camera"
+    try:
+        answers = asyncio.run(stream(url, frames, AUTH))
+    finally:
+        with gateway.client() as client:
+            client.delete(f"/api/face-recognition/people/{enrolled['person_id']}", headers=AUTH)
+    results = [a["data"] for a in answers if a["type"] == "frame_result"]
+    print([(r["seq"], r["dropped"], r["processing_ms"]) for r in results])
+    assert not [a for a in answers if a["type"] == "error"]
+    assert results[0]["seq"] == 1 and results[-1]["seq"] == len(frames)
+    assert len(results) + sum(r["dropped"] for r in results) == len(frames)
+    assert sum(r["dropped"] for r in results) >= 1, "frames sent faster than processed"
+    newest = results[-1]
+    assert [f["name"] for f in newest["faces"]] == ["Barack Obama"]
+    assert all(set(o) == {"label", "confidence", "bbox"} for o in newest["objects"])
+    first = results[0]
+    assert "person" in {o["label"] for o in first["objects"]}, "NanoDet finds the astronaut"
+    assert [f["known"] for f in first["faces"]] == [False]
+
+
+def test_the_camera_refuses_a_connection_without_the_token(gateway):
+    async def connect() -> tuple[aiohttp.WSMsgType, int | None]:
+        url = gateway.url.replace("http", "ws", 1) + "/ws/camera"
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            message = await asyncio.wait_for(ws.receive(), 30)
+            return message.type, ws.close_code
+
+    kind, code = asyncio.run(connect())
+    assert kind == aiohttp.WSMsgType.CLOSE and code == 1008
