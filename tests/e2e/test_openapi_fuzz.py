@@ -55,6 +55,22 @@ CONTEXT_OPERATIONS = [
     ("DELETE", "/api/v1/duplicates/remove-duplicates"),
     ("GET", "/ws/stats"),
 ]
+# The AI Multimedia Platform's recognition routes (seed 004); the fuzzed gateway has no token.
+RECOGNITION_READS = [
+    ("GET", "/api/face-recognition/people"),
+    ("GET", "/api/face-recognition/people/{person_id}"),
+    ("DELETE", "/api/face-recognition/people/{person_id}"),
+    ("DELETE", "/api/face-recognition/people/{person_id}/faces/{face_id}"),
+    ("GET", "/api/face-recognition/policy"),
+    ("GET", "/api/image-recognition/labels"),
+]
+RECOGNITION_UPLOADS = [
+    ("POST", "/api/face-recognition/detect"),
+    ("POST", "/api/face-recognition/register"),
+    ("POST", "/api/face-recognition/recognize"),
+    ("POST", "/api/image-recognition/classify"),
+    ("POST", "/api/image-recognition/detect"),
+]
 # Every operation /openapi.json documents; a test below fails when one is added or removed
 # without this list (and so the fuzzing) following.
 OPERATIONS = [
@@ -75,6 +91,8 @@ OPERATIONS = [
     ("GET", "/processors"),
     ("DELETE", "/output/{filename}"),
     *CONTEXT_OPERATIONS,
+    *RECOGNITION_READS,
+    *RECOGNITION_UPLOADS,
 ]
 # Operations with nothing to make invalid, so they are fuzzed with valid requests only: no
 # parameter or body at all, or only an id in the path, which may be any string (schemathesis
@@ -95,6 +113,7 @@ ONLY_VALID_INPUT = {
     ("GET", "/api/v1/images/download/{image_id}"),
     ("GET", "/api/v1/directories/task/{task_id}"),
     ("GET", "/ws/stats"),
+    *RECOGNITION_READS,
 }
 MAX_EXAMPLES = 25
 # POST /batch fetches its image_urls in a job. Generated URLs could name any host on the
@@ -155,6 +174,7 @@ UPLOADS = [
     ("POST", "/restore"),
     ("POST", "/metrics"),
     ("POST", "/process/image"),
+    *RECOGNITION_UPLOADS,
 ]
 ORIGINAL_PNG, RESTORED_PNG = small_png(40), small_png(60)  # different: PSNR stays finite
 FACE_PNG = astronaut_png(128)  # a face swap's source must hold a face to get past detection
@@ -169,6 +189,13 @@ def with_real_images(case: Case) -> None:
             body[name] = data
     if "restored" in body:
         body["restored"] = RESTORED_PNG
+    if "image" in body:  # the recognition routes: a photo with a face
+        body["image"] = FACE_PNG
+    if "consent" in body:  # a registration: a consent record, a name and no unknown person
+        body["consent"] = json.dumps({"purpose": "fuzzing", "text_version": "2026-12-01"})
+        body["name"] = "Fuzzed Person"
+        if "person_id" in body:
+            body["person_id"] = ""
     if "target" in body:  # a face swap: a face to swap in, and a request that parses
         body["target"] = ORIGINAL_PNG
         # A part the generator left out cannot be added (it would go as a text field), so a
