@@ -9,6 +9,7 @@ period, FACET_GALLERY_RETENTION_DAYS, or earlier when the person asked for an ea
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -59,6 +60,11 @@ def _object(raw: str) -> dict[str, Any]:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"consent must be a JSON object such as {EXAMPLE}: {exc.msg}") from exc
+    except (ValueError, RecursionError) as exc:  # a number of over 4300 digits; deep nesting
+        raise BadRequest(
+            f"consent must be a JSON object such as {EXAMPLE}: it nests too deep or holds a "
+            "number too long to read"
+        ) from exc
     if not isinstance(value, dict):
         raise BadRequest(f"consent must be a JSON object such as {EXAMPLE}")
     unknown = sorted(set(value) - {"purpose", "text_version", "expires_at"})
@@ -77,9 +83,16 @@ def _text(fields: dict[str, Any], name: str) -> str:
 
 
 def _moment(value: Any, agreed: float) -> float:
-    """consent.expires_at: epoch seconds after the agreement."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+    """consent.expires_at: epoch seconds after the agreement, finite (an integer too large for
+    a float, NaN and ±Infinity, which Python's JSON reads, are not a moment)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadRequest("consent.expires_at must be a number (epoch seconds)")
-    if value <= agreed:
+    try:
+        moment = float(value)
+    except OverflowError:
+        moment = math.inf
+    if not math.isfinite(moment):
+        raise BadRequest("consent.expires_at must be a finite number (epoch seconds)")
+    if moment <= agreed:
         raise BadRequest("consent.expires_at must lie in the future")
-    return float(value)
+    return moment

@@ -67,6 +67,10 @@ class FaceGallery:
     def __init__(self, open_store: OpenStore, audit: AuditLog) -> None:
         self._open = open_store
         self._lock = threading.Lock()
+        # Check-then-write sequences (a person's face cap, delete after look-up) hold this, so
+        # a registration racing a deletion cannot leave a face of a deleted person behind. One
+        # process; several gateways on PostgreSQL rely on its transactions alone.
+        self._writing = threading.RLock()
         self._store = open_store({})  # the spaces it already has
         self.audit = audit
 
@@ -91,6 +95,18 @@ class FaceGallery:
         person_id: str | None = None,
     ) -> Enrolment:
         """One face (row 0 of `embedding`) for a new person, or another face of `person_id`."""
+        with self._writing:
+            return self._enrol(recognizer, dim, embedding, name, consent, person_id)
+
+    def _enrol(
+        self,
+        recognizer: Recognizer,
+        dim: int,
+        embedding: Embeddings,
+        name: str,
+        consent: Consent,
+        person_id: str | None,
+    ) -> Enrolment:
         store = self._with_space(recognizer.space, dim)
         if person_id is not None:
             name = self._existing_name(person_id)
@@ -112,23 +128,29 @@ class FaceGallery:
         return enrolment(record)
 
     def delete_person(self, person_id: str, reason: str = "requested") -> int:
-        faces = self._faces_of(person_id)
-        if not faces:
-            raise NotFound(f"no person '{person_id}' in the gallery")
-        removed = self._remove([face.id for face in faces])
-        self.audit.record("person_deleted", person_id, removed, reason)
-        return removed
+        with self._writing:
+            faces = self._every_face_of(person_id)
+            removed = self._remove([face.id for face in faces]) if faces else 0
+            if not removed:
+                raise NotFound(f"no person '{person_id}' in the gallery")
+            self.audit.record("person_deleted", person_id, removed, reason)
+            return removed
 
     def delete_face(self, person_id: str, face_id: str) -> None:
-        record = self._store.get(face_id)
-        if record is None or record.metadata.get("person_id") != person_id:
-            raise NotFound(f"no face '{face_id}' of person '{person_id}'")
-        self._remove([face_id])
-        self.audit.record("face_deleted", person_id, 1, "requested")
+        with self._writing:
+            record = self._store.get(face_id)
+            if record is None or record.metadata.get("person_id") != person_id:
+                raise NotFound(f"no face '{face_id}' of person '{person_id}'")
+            if not self._remove([face_id]):
+                raise NotFound(f"no face '{face_id}' of person '{person_id}'")
+            self.audit.record("face_deleted", person_id, 1, "requested")
 
     def sweep(self, now: float | None = None) -> int:
         """Delete every enrolment whose consent has expired; how many faces went."""
-        moment = time.time() if now is None else now
+        with self._writing:
+            return self._sweep(time.time() if now is None else now)
+
+    def _sweep(self, moment: float) -> int:
         expired: dict[str, list[str]] = {}
         for record in self._all():
             if float(record.metadata.get("expires_at", 0.0)) <= moment:
@@ -159,7 +181,7 @@ class FaceGallery:
         return [Person(pid, faces[0].name, faces) for pid, faces in grouped.items()]
 
     def person(self, person_id: str) -> Person:
-        faces = [enrolment(record) for record in self._faces_of(person_id)]
+        faces = [enrolment(record) for record in self._every_face_of(person_id)]
         if not faces:
             raise NotFound(f"no person '{person_id}' in the gallery")
         return Person(person_id, faces[0].name, faces)
@@ -186,9 +208,13 @@ class FaceGallery:
     def _faces_of(self, person_id: str) -> list[VectorRecord]:
         return self._store.list(limit=MAX_FACES_PER_PERSON, objects=[person_id])
 
-    def _all(self) -> list[VectorRecord]:
+    def _every_face_of(self, person_id: str) -> list[VectorRecord]:
+        """All of them, however many: a deletion must never leave one behind."""
+        return self._all(objects=[person_id])
+
+    def _all(self, objects: list[str] | None = None) -> list[VectorRecord]:
         found: list[VectorRecord] = []
-        while page := self._store.list(limit=PAGE, offset=len(found)):
+        while page := self._store.list(limit=PAGE, offset=len(found), objects=objects):
             found.extend(page)
         return found
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field
 
 from gateway.auth import require_token
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, NotFound
 from gateway.faces.types import LANDMARK_NAMES, Face
 from gateway.imageio import decode_upload
 from gateway.openapi import errors
@@ -30,6 +30,7 @@ PREFIX = "/api/face-recognition"
 router = APIRouter(prefix=PREFIX, tags=["face recognition (AI Multimedia Platform API)"])
 protected = [Depends(require_token), Depends(rate_limited("other"))]
 MAX_NAME = 200
+MAX_ID = 64  # the gallery's ids are person_/face_ and 16 hex digits
 IMAGE = File(description="JPEG, PNG or WebP, at most 15 MB")
 
 
@@ -184,6 +185,16 @@ def checked_name(name: str) -> str:
     return cleaned
 
 
+def checked_id(value: str, kind: str) -> str:
+    """A person or face id as a caller sends it. Every id the gallery hands out is short and
+    printable, so a longer one names nobody: a 404 that does not quote it back."""
+    if len(value) > MAX_ID or not value.isprintable():
+        raise NotFound(
+            f"no {kind} with that id: the gallery's ids are at most {MAX_ID} printable characters"
+        )
+    return value
+
+
 @router.post(
     "/detect",
     response_model=DetectResponse,
@@ -228,6 +239,8 @@ async def register_face(
     settings = services_of(request).settings
     agreed = parse_consent(consent, settings)
     person = checked_name(name)
+    if person_id:  # an unknown person is refused before any model runs (enrol checks again)
+        await asyncio.to_thread(service.gallery.person, checked_id(person_id, "person"))
     rgb = await read_image(request, image)
     _, enrolled = await service.register(rgb, person, agreed, person_id or None)
     recognizer = service.recognizer()
@@ -280,7 +293,8 @@ async def list_people(request: Request) -> PeopleResponse:
     responses=errors(401, 404, 429),
 )
 async def get_person(person_id: str, request: Request) -> PersonInfo:
-    person = await asyncio.to_thread(service_of(request).gallery.person, person_id)
+    gallery = service_of(request).gallery
+    person = await asyncio.to_thread(gallery.person, checked_id(person_id, "person"))
     return person_info(person)
 
 
@@ -293,7 +307,8 @@ async def get_person(person_id: str, request: Request) -> PersonInfo:
 async def delete_person(person_id: str, request: Request) -> DeletedResponse:
     """Every face of the person, their embeddings and consent records, in one transaction;
     the audit trail keeps that it happened, without any biometric data."""
-    removed = await asyncio.to_thread(service_of(request).gallery.delete_person, person_id)
+    gallery = service_of(request).gallery
+    removed = await asyncio.to_thread(gallery.delete_person, checked_id(person_id, "person"))
     return DeletedResponse(success=True, person_id=person_id, faces_deleted=removed)
 
 
@@ -304,7 +319,9 @@ async def delete_person(person_id: str, request: Request) -> DeletedResponse:
     responses=errors(401, 404, 429),
 )
 async def delete_face(person_id: str, face_id: str, request: Request) -> DeletedResponse:
-    await asyncio.to_thread(service_of(request).gallery.delete_face, person_id, face_id)
+    gallery = service_of(request).gallery
+    person, face = checked_id(person_id, "person"), checked_id(face_id, "face")
+    await asyncio.to_thread(gallery.delete_face, person, face)
     return DeletedResponse(success=True, person_id=person_id, faces_deleted=1)
 
 

@@ -22,6 +22,7 @@ router = APIRouter(
     prefix="/api/image-recognition", tags=["image recognition (AI Multimedia Platform API)"]
 )
 DEFAULT_TOP_K = 5
+SHOWN_CHARS = 64  # of a caller's value quoted back in a refusal
 
 
 class Classification(BaseModel):
@@ -52,11 +53,16 @@ def parse_labels(raw: str | None) -> list[str] | None:
     if raw is None or not raw.strip():
         return None
     text = raw.strip()
-    try:
-        value = json.loads(text) if text.startswith("[") else text.split(",")
+    try:  # a JSON object is JSON too, refused below rather than cut at its commas
+        value = json.loads(text) if text.startswith(("[", "{")) else text.split(",")
     except json.JSONDecodeError as exc:
         raise BadRequest(
             f"labels must be a JSON list of strings or comma-separated: {exc.msg}"
+        ) from exc
+    except (ValueError, RecursionError) as exc:  # a number of over 4300 digits; deep nesting
+        raise BadRequest(
+            "labels must be a JSON list of strings or comma-separated: it nests too deep or "
+            "holds a number too long to read"
         ) from exc
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise BadRequest("labels must be a JSON list of strings or comma-separated text")
@@ -90,7 +96,8 @@ async def classify_image(
 ) -> ClassifyResponse:
     """CLIP ViT-B/32 zero-shot: the prompt "a photo of a {label}." for each label."""
     if model not in (None, "", CLASSIFIER):
-        raise BadRequest(f"model '{model}' is not served; available: {CLASSIFIER}")
+        shown = model if len(model) <= SHOWN_CHARS else f"{model[:SHOWN_CHARS]}…"
+        raise BadRequest(f"model {shown!r} is not served; available: {CLASSIFIER}")
     chosen = parse_labels(labels)
     service = service_of(request)
     rgb = await read_image(request, image)

@@ -189,13 +189,7 @@ def with_real_images(case: Case) -> None:
             body[name] = data
     if "restored" in body:
         body["restored"] = RESTORED_PNG
-    if "image" in body:  # the recognition routes: a photo with a face
-        body["image"] = FACE_PNG
-    if "consent" in body:  # a registration: a consent record, a name and no unknown person
-        body["consent"] = json.dumps({"purpose": "fuzzing", "text_version": "2026-12-01"})
-        body["name"] = "Fuzzed Person"
-        if "person_id" in body:
-            body["person_id"] = ""
+    with_recognition_inputs(body)
     if "target" in body:  # a face swap: a face to swap in, and a request that parses
         body["target"] = ORIGINAL_PNG
         # A part the generator left out cannot be added (it would go as a text field), so a
@@ -205,6 +199,16 @@ def with_real_images(case: Case) -> None:
             body["source"] = FACE_PNG
         if not is_json_object(body.get("request")):
             body["request"] = json.dumps({"processors": [processor]})
+
+
+def with_recognition_inputs(body: dict[str, Any]) -> None:
+    if "image" in body:  # the recognition routes: a photo with a face
+        body["image"] = FACE_PNG
+    if "consent" in body:  # a registration: a consent record, a name and no unknown person
+        body["consent"] = json.dumps({"purpose": "fuzzing", "text_version": "2026-12-01"})
+        body["name"] = "Fuzzed Person"
+        if "person_id" in body:
+            body["person_id"] = ""
 
 
 def is_json_object(text: object) -> bool:

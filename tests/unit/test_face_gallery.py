@@ -147,3 +147,34 @@ def test_dlibs_distance_from_cosine_and_norms_equals_the_raw_euclidean_distance(
     got = DLIB.distance(cosine, float(np.linalg.norm(a)), float(np.linalg.norm(b)))
     assert got == pytest.approx(expected, rel=1e-5)
     assert ARCFACE.distance(cosine, 9.0, 3.0) == pytest.approx(1 - cosine)
+
+
+def test_deleting_a_person_reaches_every_face_however_many_there_are(gallery):
+    first = gallery.enrol(DLIB, DIM, embedded(raw_descriptor(1)), "Ada", consent())
+    for i in range(150):  # past the enrolment cap, as stores written by other versions may be
+        gallery.store.upsert(
+            f"face_extra_{i}",
+            {DLIB.space: raw_descriptor(100 + i)},
+            {"objects": [first.person_id], "person_id": first.person_id, "name": "Ada"},
+        )
+
+    assert len(gallery.person(first.person_id).faces) == 151
+    assert gallery.delete_person(first.person_id) == 151
+    assert gallery.store.count() == 0
+
+
+def test_concurrent_deletes_of_one_person_remove_it_once(gallery):
+    from concurrent.futures import ThreadPoolExecutor
+
+    face = gallery.enrol(DLIB, DIM, embedded(raw_descriptor(1)), "Ada", consent())
+
+    def delete() -> int:
+        try:
+            return gallery.delete_person(face.person_id)
+        except NotFound:
+            return 0
+
+    with ThreadPoolExecutor(4) as pool:
+        removed = list(pool.map(lambda _: delete(), range(4)))
+    assert sorted(removed) == [0, 0, 0, 1]
+    assert [e.event for e in gallery.audit.entries()] == ["enrolled", "person_deleted"]
