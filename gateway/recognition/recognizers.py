@@ -88,16 +88,16 @@ ARCFACE: Final = Recognizer(
     cut=_arcface_crops,
 )
 RECOGNIZERS: Final = {r.name: r for r in (DLIB, ARCFACE)}
+REAL_KINDS: Final = frozenset({"official", "package"})
 
 
 def choose_recognizer(setting: str, catalog: ModelCatalog) -> Recognizer:
     """FACET_RECOGNIZER, with `auto` meaning ArcFace only when its weights are real."""
     if setting in RECOGNIZERS:
         return RECOGNIZERS[setting]
-    arcface_real = (
-        catalog.is_installed(ARCFACE.model) and not catalog.weights(ARCFACE.model).synthetic
-    )
-    return ARCFACE if arcface_real else DLIB
+    # Real means known to be real: a model Triton lists but has not loaded is "unknown".
+    kinds = set(catalog.weights(ARCFACE.model).kind.split("+"))
+    return ARCFACE if kinds <= REAL_KINDS else DLIB
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,15 @@ from gateway.faces.types import Face
 from gateway.recognition.consent import Consent
 from gateway.recognition.gallery import Enrolment, FaceGallery, Match
 from gateway.recognition.labels import DEFAULT_LABELS, LOGIT_SCALE, PROMPT
-from gateway.recognition.recognizers import FaceEncoder, Recognizer, choose_recognizer
+from gateway.recognition.recognizers import (
+    RECOGNIZERS,
+    FaceEncoder,
+    Recognizer,
+    choose_recognizer,
+)
 from gateway.settings import Settings
 from gateway.triton_client import TritonClient
-from gateway.weights import synthetic_in
+from gateway.weights import describe_model, synthetic_in
 
 Image = npt.NDArray[np.uint8]
 # A registration photo must show one face clearly larger than any other: the consent is one
@@ -64,6 +69,11 @@ class RecognitionService:
     @property
     def detector_model(self) -> str:
         return DETECTORS[self._settings.recognition_detector]
+
+    def models(self) -> dict[str, dict[str, object]]:
+        """Health's entries for the recognizers and the object detector."""
+        served = [r.model for r in RECOGNIZERS.values()] + [self._objects.model]
+        return {model: describe_model(self._client.catalog, model) for model in served}
 
     def synthetic_models(self, served: Sequence[str]) -> list[str]:
         return synthetic_in(self._client.catalog, served)

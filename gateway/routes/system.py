@@ -105,6 +105,7 @@ async def health(request: Request) -> JSONResponse:
     models = {services.settings.upscale_model: {**upscale, "ready": ready}}
     models.update(services.faces.models())
     models.update(services.swap.models())
+    models.update(services.recognition.models())
     fields: dict[str, Any] = {
         "status": "healthy" if ready else "unhealthy",
         "timestamp": time.time(),

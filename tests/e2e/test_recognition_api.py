@@ -46,15 +46,22 @@ def gateway(swap_triton, tmp_path_factory: pytest.TempPathFactory) -> Iterator[G
     started.stop()
 
 
-def post(client: httpx.Client, path: str, image: bytes, auth: bool = True, **data: str):
+def post(
+    client: httpx.Client, path: str, image: bytes, *, auth: bool = True, **data: str
+) -> httpx.Response:
     headers = AUTH if auth else {}
     files = {"image": ("photo.jpg", image)}
     return client.post(path, files=files, data=data, headers=headers, timeout=120)
 
 
-def register(client: httpx.Client, image: bytes, name: str, **extra: str) -> dict:
-    answer = post(
-        client, "/api/face-recognition/register", image, name=name, consent=CONSENT, **extra
+def register(client: httpx.Client, image: bytes, name: str, person_id: str | None = None) -> dict:
+    form = {"name": name, "consent": CONSENT} | ({"person_id": person_id} if person_id else {})
+    answer = client.post(
+        "/api/face-recognition/register",
+        files={"image": ("photo.jpg", image)},
+        data=form,
+        headers=AUTH,
+        timeout=120,
     )
     assert answer.status_code == 200, answer.text
     return answer.json()
@@ -66,8 +73,14 @@ def recognise(client: httpx.Client, image: bytes) -> list[dict]:
     return answer.json()["faces"]
 
 
+def data_dir(gateway: Gateway) -> Path:
+    folder = gateway.settings.data_dir
+    assert folder is not None
+    return folder
+
+
 def gallery_files(gateway: Gateway) -> list[Path]:
-    data = gateway.settings.data_dir
+    data = data_dir(gateway)
     return sorted(p for p in data.glob("gallery*") if p.is_file())
 
 
@@ -170,7 +183,7 @@ def test_enrol_recognise_delete_and_nothing_remains(gateway, photos):
         assert vector.tobytes() not in contents, "a deleted face's embedding is still on disk"
         assert vector[:8].tobytes() not in contents
     assert b"Barack Obama" not in contents
-    audit = sqlite3.connect(gateway.settings.data_dir / "gallery-audit.sqlite3")
+    audit = sqlite3.connect(data_dir(gateway) / "gallery-audit.sqlite3")
     events = [row[0] for row in audit.execute("SELECT event FROM audit ORDER BY seq")]
     assert events == ["enrolled", "enrolled", "person_deleted"]
     assert "Barack" not in (gateway.log_path.read_text(errors="replace"))
@@ -178,7 +191,7 @@ def test_enrol_recognise_delete_and_nothing_remains(gateway, photos):
 
 def stored_vectors(gateway: Gateway, face_ids: list[str]) -> list[np.ndarray]:
     """The gallery's stored unit vectors, read through a second connection to its file."""
-    store = SqliteVecStore(gateway.settings.data_dir / "gallery.sqlite3", {})
+    store = SqliteVecStore(data_dir(gateway) / "gallery.sqlite3", {})
     try:
         vectors = [store.get_vector(face_id, SPACE) for face_id in face_ids]
     finally:

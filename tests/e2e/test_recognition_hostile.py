@@ -192,7 +192,10 @@ def raw_request(stack: Stack, head: bytes, timeout: float = QUICK_S) -> httpx.Re
             body += chunk
         assert found is None or len(body) == int(found.group(1)), "cut inside the answer"
     lines = header.decode("latin-1").split("\r\n")
-    fields = [tuple(part.strip() for part in line.split(":", 1)) for line in lines[1:]]
+    fields = [
+        (name.strip(), value.strip())
+        for name, _, value in (line.partition(":") for line in lines[1:])
+    ]
     answer = httpx.Response(int(lines[0].split(" ", 2)[1]), content=body, headers=fields)
     answer.elapsed = datetime.timedelta(seconds=time.monotonic() - began)
     return answer

@@ -120,6 +120,8 @@ def test_auto_picks_arcface_only_when_its_weights_are_official():
     assert choose_recognizer("auto", catalog("official")) is ARCFACE
     assert choose_recognizer("auto", catalog("synthetic")) is DLIB
     assert choose_recognizer("auto", catalog(None)) is DLIB
+    listed_only = ModelCatalog(listed=[ARCFACE.model])  # in the repository, not loaded
+    assert choose_recognizer("auto", listed_only) is DLIB
     assert choose_recognizer("arcface", catalog("synthetic")) is ARCFACE
 
 
