@@ -1,13 +1,17 @@
-"""The face gallery over the real embedded store (sqlite-vec through apsw) and its audit trail:
-enrolment, matching in the recognizer's own metric, real deletion, expiry."""
+"""The face gallery over both real stores (sqlite-vec through apsw, PostgreSQL + pgvector) and
+its audit trail: enrolment, matching in the recognizer's own metric, real deletion, expiry. The
+scan of the database files for deleted bytes is the embedded store's; on PostgreSQL deletion
+is the row gone, checked by every backend's case."""
 
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
 from gateway.errors import NotFound
@@ -15,6 +19,7 @@ from gateway.recognition.audit import AuditLog
 from gateway.recognition.consent import Consent
 from gateway.recognition.gallery import FaceGallery
 from gateway.recognition.recognizers import ARCFACE, DLIB, Embeddings, to_embeddings
+from gateway.vectors.pgvector import PgVectorStore
 from gateway.vectors.sqlite_vec import SqliteVecStore
 from gateway.vectors.store import VectorStore
 
@@ -41,8 +46,27 @@ def consent(expires_at: float = NOW + 86_400) -> Consent:
     return Consent("face_recognition", "2026-12-01", NOW, expires_at)
 
 
+@pytest.fixture(params=["sqlite", "pgvector"])
+def gallery(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FaceGallery]:
+    """A gallery on the embedded store, or on its own PostgreSQL table."""
+    url = request.getfixturevalue("postgres_url") if request.param == "pgvector" else ""
+    table = f"facet_faces_{uuid.uuid4().hex[:12]}"
+
+    def open_store(spaces: Mapping[str, int]) -> VectorStore:
+        if url:
+            return PgVectorStore(url, spaces, table=table)
+        return SqliteVecStore(tmp_path / "gallery.sqlite3", spaces)
+
+    opened = FaceGallery(open_store, AuditLog(tmp_path / "audit.sqlite3"))
+    yield opened
+    opened.close()
+    if url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
 @pytest.fixture
-def gallery(tmp_path: Path) -> Iterator[FaceGallery]:
+def sqlite_gallery(tmp_path: Path) -> Iterator[FaceGallery]:
     def open_store(spaces: Mapping[str, int]) -> VectorStore:
         return SqliteVecStore(tmp_path / "gallery.sqlite3", spaces)
 
@@ -70,7 +94,10 @@ def test_an_empty_gallery_or_another_models_space_matches_nobody(gallery):
     assert gallery.match(ARCFACE, to_embeddings(np.ones((1, 512), np.float32), 1, "x")) == [None]
 
 
-def test_deleting_a_person_removes_every_face_and_its_bytes_from_the_files(gallery, tmp_path):
+def test_deleting_a_person_removes_every_face_and_its_bytes_from_the_files(
+    sqlite_gallery, tmp_path
+):
+    gallery = sqlite_gallery
     first = gallery.enrol(DLIB, DIM, embedded(raw_descriptor(1)), "Ada Lovelace", consent())
     gallery.enrol(DLIB, DIM, embedded(raw_descriptor(2)), "x", consent(), first.person_id)
     kept = gallery.enrol(DLIB, DIM, embedded(raw_descriptor(3)), "Grace", consent())
@@ -90,7 +117,8 @@ def test_deleting_a_person_removes_every_face_and_its_bytes_from_the_files(galle
         gallery.delete_person(first.person_id)
 
 
-def test_the_audit_trail_records_events_without_names_or_embeddings(gallery, tmp_path):
+def test_the_audit_trail_records_events_without_names_or_embeddings(sqlite_gallery, tmp_path):
+    gallery = sqlite_gallery
     face = gallery.enrol(DLIB, DIM, embedded(raw_descriptor(1)), "Ada Lovelace", consent())
     vector = gallery.store.get_vector(face.face_id, DLIB.space)
     gallery.delete_face(face.person_id, face.face_id)

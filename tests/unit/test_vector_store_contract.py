@@ -8,10 +8,6 @@ script answers that it cannot install here (exit status 3); any other failure fa
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -30,44 +26,9 @@ from gateway.vectors.pgvector import PgVectorStore
 from gateway.vectors.sqlite_vec import SqliteVecStore, _read_chunks
 from gateway.vectors.store import VectorStore
 
-ROOT = Path(__file__).resolve().parents[2]
-PG_SCRIPT = ROOT / "scripts" / "pg.sh"
-CANNOT_INSTALL = 3  # scripts/pg.sh's status for "cannot install here"
 SPACES = {"clip": 16, "text": 8}  # small stand-ins for 512 and 384: the contract is the same
 
 OpenStore = Callable[..., VectorStore]
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    if url := os.environ.get("FACET_TEST_POSTGRES_URL"):
-        yield url
-        return
-    # Under /tmp, not pytest's tmp_path: that one is private to root and the cluster runs as
-    # the postgres user.
-    folder = Path(tempfile.mkdtemp(prefix="facet-pg-"))
-    started = subprocess.run(
-        ["bash", str(PG_SCRIPT), "start", str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if started.returncode == CANNOT_INSTALL:
-        shutil.rmtree(folder, ignore_errors=True)
-        reason = started.stderr.strip().splitlines()[-1]
-        pytest.skip(f"PGVECTOR CONTRACT CASES NOT RUN: scripts/pg.sh says: {reason}")
-    assert started.returncode == 0, f"scripts/pg.sh start failed:\n{started.stderr[-4000:]}"
-    try:
-        yield started.stdout.strip().splitlines()[-1]
-    finally:
-        subprocess.run(
-            ["bash", str(PG_SCRIPT), "stop", str(folder)],
-            capture_output=True,
-            check=False,
-            timeout=120,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "pgvector"])
