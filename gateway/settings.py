@@ -134,6 +134,10 @@ class Settings(BaseSettings):
         le=3 * 365,  # BIPA: destroyed within three years at the latest
         description="days an enrolment is kept after consent; the sweeper deletes it then",
     )
+    consent_purposes: list[str] = Field(
+        default=["face_recognition"],
+        description="purposes a registration's consent may name (what faces are collected for)",
+    )
     consent_text_versions: list[str] = Field(
         default=["2026-12-01"],
         description="versions of the consent text a registration may name",

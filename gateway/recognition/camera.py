@@ -8,7 +8,9 @@ newest and a slow server never builds a backlog (the latency a camera user feels
 frame's processing time), and frames are taken at most FACET_CAMERA_MAX_FPS times a second.
 Each answer says how many frames were dropped (replaced unprocessed) since the previous one.
 A frame too large or undecodable gets an error answer with its number; the connection stays
-open until too many bad messages in a row."""
+open until too many bad messages in a row. The receiver only measures a message; JSON and
+base64 are read in a worker thread, and only for the frame taken, so a flood costs the event
+loop a length check per message."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +49,18 @@ class Frame:
     received_at: float
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """A message as it came, parsed only if the worker takes it (most are dropped unread)."""
+
+    number: int  # its place in arrival order: a binary frame's sequence number
+    message: MutableMapping[str, Any]
+    received_at: float
+
+
+Item = TypeVar("Item")
+
+
 class BadMessage(Exception):
     """A message that is not a frame; answered with an error, the connection kept."""
 
@@ -72,24 +86,24 @@ class CameraGate:
         self.open = max(0, self.open - 1)
 
 
-class FrameSlot:
+class FrameSlot(Generic[Item]):
     """The newest frame not yet taken, and how many were dropped since the last take. Takes
     are spaced by the frame-rate limit; a frame replaced meanwhile counts as dropped."""
 
     def __init__(self, max_fps: float) -> None:
-        self._frame: Frame | None = None
+        self._frame: Item | None = None
         self._ready = asyncio.Event()
         self._interval = 1.0 / max_fps
         self._last_take = -float("inf")
         self.dropped = 0
 
-    def offer(self, frame: Frame) -> None:
+    def offer(self, frame: Item) -> None:
         if self._frame is not None:
             self.dropped += 1  # stale: a newer frame replaces it
         self._frame = frame
         self._ready.set()
 
-    async def take(self) -> tuple[Frame, int]:
+    async def take(self) -> tuple[Item, int]:
         await self._ready.wait()
         wait = self._last_take + self._interval - time.monotonic()
         if wait > 0:  # over the frame-rate limit: newer frames may replace this one meanwhile
@@ -130,6 +144,19 @@ def parse_frame(
     return Frame(seq, check_size(decoded, limits, seq), now)
 
 
+def precheck(message: MutableMapping[str, Any], limits: CameraLimits, number: int) -> None:
+    """What the receiver can refuse at once for the cost of a length: oversized frames and
+    text that cannot be a JSON frame. JSON and base64 are read by the worker, in a thread."""
+    data, text = message.get("bytes"), message.get("text")
+    if data is not None:
+        check_size(data, limits, number)
+        return
+    if len(text or "") > text_frame_limit(limits.max_frame_bytes):
+        raise BadMessage(f"frame too large: the limit is {limits.max_frame_bytes} bytes", number)
+    if not (text or "").lstrip().startswith("{"):
+        raise BadMessage('send {"type": "frame", "image": "<base64>"} or a binary message')
+
+
 def text_frame_limit(max_frame_bytes: int) -> int:
     """The longest text message a frame of `max_frame_bytes` can need: base64 and its JSON."""
     return max_frame_bytes * 4 // 3 + 1024
@@ -157,7 +184,7 @@ class CameraSession:
         self._receive, self._send_raw = receive, send
         self._decode, self._analyse = decode, analyse
         self._limits = limits
-        self._slot = FrameSlot(limits.max_fps)
+        self._slot: FrameSlot[Arrival] = FrameSlot(limits.max_fps)
         self._send_lock = asyncio.Lock()
         self.answered = 0
 
@@ -181,20 +208,33 @@ class CameraSession:
             if message.get("type") == "websocket.disconnect":
                 raise ConnectionClosed
             try:
-                frame = parse_frame(message, received + 1, self._limits, time.monotonic())
+                precheck(message, self._limits, received + 1)
             except BadMessage as error:
                 bad += 1
                 if bad >= MAX_BAD_MESSAGES:
                     raise TooManyBadMessages from error
                 await self._send(error_event(str(error), error.seq))
                 continue
-            received, bad = max(received + 1, frame.seq), 0
-            self._slot.offer(frame)
+            received, bad = received + 1, 0
+            self._slot.offer(Arrival(received, message, time.monotonic()))
 
     async def _work(self) -> None:
+        bad = 0
         while True:
-            frame, dropped = await self._slot.take()
+            arrival, dropped = await self._slot.take()
             started = time.monotonic()
+            try:
+                frame = await asyncio.to_thread(
+                    parse_frame, arrival.message, arrival.number, self._limits, arrival.received_at
+                )
+            except BadMessage as error:
+                bad += 1
+                if bad >= MAX_BAD_MESSAGES:
+                    raise TooManyBadMessages from error
+                seq = arrival.number if error.seq is None else error.seq
+                await self._send(error_event(str(error), seq, dropped))
+                continue
+            bad = 0
             try:
                 image = await asyncio.to_thread(self._decode, frame.data)
                 result = await self._analyse(image)

@@ -42,6 +42,11 @@ def parse_consent(raw: str | None, settings: Settings, now: float | None = None)
         )
     fields = _object(raw)
     purpose = _text(fields, "purpose")
+    if purpose not in settings.consent_purposes:
+        raise BadRequest(
+            f"consent purpose {purpose[:64]!r} is not one this server collects faces for; "
+            f"accepted: {', '.join(settings.consent_purposes)}"
+        )
     version = _text(fields, "text_version")
     if version not in settings.consent_text_versions:
         raise BadRequest(

@@ -15,6 +15,7 @@ Blocking: call from a worker thread (the routes use asyncio.to_thread)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -23,12 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import Conflict, NotFound
-from gateway.recognition.audit import AuditLog
+from gateway.recognition.audit import AuditLog, Event
 from gateway.recognition.consent import Consent
 from gateway.recognition.recognizers import Embeddings, Recognizer
 from gateway.vectors.sqlite_vec import SqliteVecStore
 from gateway.vectors.store import VectorRecord, VectorStore
 
+log = logging.getLogger(__name__)
 OpenStore = Callable[[Mapping[str, int]], VectorStore]
 PAGE = 1000
 CANDIDATES = 5  # nearest faces by cosine, re-ranked by the model's own distance
@@ -78,10 +80,14 @@ class FaceGallery:
     def store(self) -> VectorStore:
         return self._store
 
+    def spaces(self) -> list[str]:
+        """The recognizers' spaces the gallery holds (one per recognizer ever enrolled with)."""
+        return list(self._store.spaces)
+
     def close(self) -> None:
-        with self._lock:
+        with self._writing:  # a sweep or deletion in a worker thread finishes first
             self._store.close()
-        self.audit.close()
+            self.audit.close()
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -124,7 +130,7 @@ class FaceGallery:
             "expires_at": consent.expires_at,
         }
         record = store.upsert(face_id, {recognizer.space: embedding.unit[0]}, metadata)
-        self.audit.record("enrolled", person_id, 1, f"consent {consent.text_version}")
+        self._audit("enrolled", person_id, 1, f"consent {consent.text_version}")
         return enrolment(record)
 
     def delete_person(self, person_id: str, reason: str = "requested") -> int:
@@ -133,7 +139,7 @@ class FaceGallery:
             removed = self._remove([face.id for face in faces]) if faces else 0
             if not removed:
                 raise NotFound(f"no person '{person_id}' in the gallery")
-            self.audit.record("person_deleted", person_id, removed, reason)
+            self._audit("person_deleted", person_id, removed, reason)
             return removed
 
     def delete_face(self, person_id: str, face_id: str) -> None:
@@ -143,7 +149,7 @@ class FaceGallery:
                 raise NotFound(f"no face '{face_id}' of person '{person_id}'")
             if not self._remove([face_id]):
                 raise NotFound(f"no face '{face_id}' of person '{person_id}'")
-            self.audit.record("face_deleted", person_id, 1, "requested")
+            self._audit("face_deleted", person_id, 1, "requested")
 
     def sweep(self, now: float | None = None) -> int:
         """Delete every enrolment whose consent has expired; how many faces went."""
@@ -157,7 +163,7 @@ class FaceGallery:
                 expired.setdefault(str(record.metadata.get("person_id")), []).append(record.id)
         for person_id, faces in expired.items():
             self._remove(faces)
-            self.audit.record("expired", person_id, len(faces), "retention period ended")
+            self._audit("expired", person_id, len(faces), "retention period ended")
         return sum(map(len, expired.values()))
 
     # -- reading -----------------------------------------------------------------------------
@@ -165,9 +171,10 @@ class FaceGallery:
     def match(self, recognizer: Recognizer, embeddings: Embeddings) -> list[Match | None]:
         """Each face's nearest enrolled face in the model's own metric (None: the gallery has
         none), `known` when it is below the threshold; one store query for all the faces."""
-        if recognizer.space not in self._store.spaces or not len(embeddings.unit):
-            return [None] * len(embeddings.unit)
-        answers = self._store.search_many(recognizer.space, embeddings.unit, k=CANDIDATES)
+        with self._writing:
+            if recognizer.space not in self._store.spaces or not len(embeddings.unit):
+                return [None] * len(embeddings.unit)
+            answers = self._store.search_many(recognizer.space, embeddings.unit, k=CANDIDATES)
         return [
             best_match(recognizer, hits, float(norm))
             for hits, norm in zip(answers, embeddings.norms, strict=True)
@@ -175,13 +182,17 @@ class FaceGallery:
 
     def people(self) -> list[Person]:
         grouped: dict[str, list[Enrolment]] = {}
-        for record in self._all():
+        with self._writing:
+            records = self._all()
+        for record in records:
             face = enrolment(record)
             grouped.setdefault(face.person_id, []).append(face)
         return [Person(pid, faces[0].name, faces) for pid, faces in grouped.items()]
 
     def person(self, person_id: str) -> Person:
-        faces = [enrolment(record) for record in self._every_face_of(person_id)]
+        with self._writing:
+            records = self._every_face_of(person_id)
+        faces = [enrolment(record) for record in records]
         if not faces:
             raise NotFound(f"no person '{person_id}' in the gallery")
         return Person(person_id, faces[0].name, faces)
@@ -189,12 +200,13 @@ class FaceGallery:
     # -- internals ---------------------------------------------------------------------------
 
     def _with_space(self, space: str, dim: int) -> VectorStore:
-        """The store, reopened with `space` added the first time a recognizer enrols."""
+        """The store, reopened with `space` added the first time a recognizer enrols: the new
+        connection is opened before the old one closes, so a failure leaves the old in use."""
         with self._lock:
             if space not in self._store.spaces:
-                spaces = {**self._store.spaces, space: dim}
-                self._store.close()
-                self._store = self._open(spaces)
+                old = self._store
+                self._store = self._open({**old.spaces, space: dim})
+                old.close()
             return self._store
 
     def _existing_name(self, person_id: str) -> str:
@@ -220,9 +232,19 @@ class FaceGallery:
 
     def _remove(self, face_ids: list[str]) -> int:
         removed = self._store.delete_many(face_ids)
-        if isinstance(self._store, SqliteVecStore):
-            self._store.checkpoint()  # the WAL must not keep the deleted vectors' pages
+        # The WAL must not keep the deleted vectors' pages. PostgreSQL keeps a deleted row's
+        # bytes in dead tuples until (auto)vacuum; the README says so.
+        if isinstance(self._store, SqliteVecStore) and not self._store.checkpoint():
+            log.warning("the gallery's WAL could not be emptied now (a reader holds it)")
         return removed
+
+    def _audit(self, event: Event, person_id: str, faces: int, reason: str) -> None:
+        """The data change is committed already: a failed audit row is logged (ids only),
+        never turned into a failed answer that a client would retry."""
+        try:
+            self.audit.record(event, person_id, faces, reason)
+        except Exception:
+            log.exception("audit row %s for %s could not be written", event, person_id)
 
 
 def best_match(recognizer: Recognizer, hits: list[Any], norm: float) -> Match | None:

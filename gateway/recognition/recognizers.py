@@ -22,7 +22,7 @@ The chip size each embedder takes is read from its served config, not typed here
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -91,11 +91,18 @@ RECOGNIZERS: Final = {r.name: r for r in (DLIB, ARCFACE)}
 REAL_KINDS: Final = frozenset({"official", "package"})
 
 
-def choose_recognizer(setting: str, catalog: ModelCatalog) -> Recognizer:
-    """FACET_RECOGNIZER, with `auto` meaning ArcFace only when its weights are real."""
+def choose_recognizer(
+    setting: str, catalog: ModelCatalog, enrolled_spaces: Collection[str] = ()
+) -> Recognizer:
+    """FACET_RECOGNIZER. `auto` keeps the recognizer whose space the gallery already holds
+    (switching would make every enrolled person unknown); an empty gallery takes ArcFace only
+    when its weights are known to be real (a model Triton lists but has not loaded is
+    "unknown", not real), else dlib."""
     if setting in RECOGNIZERS:
         return RECOGNIZERS[setting]
-    # Real means known to be real: a model Triton lists but has not loaded is "unknown".
+    for recognizer in (DLIB, ARCFACE):
+        if recognizer.space in enrolled_spaces:
+            return recognizer
     kinds = set(catalog.weights(ARCFACE.model).kind.split("+"))
     return ARCFACE if kinds <= REAL_KINDS else DLIB
 

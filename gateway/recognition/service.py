@@ -43,6 +43,7 @@ CLASSIFIER = "clip_vit_b32"
 class Recognised:
     face: Face
     match: Match | None  # the nearest enrolled face (None: nobody enrolled with this model)
+    recognizer: Recognizer  # the one that measured `match`
 
 
 class RecognitionService:
@@ -64,7 +65,16 @@ class RecognitionService:
     # -- which models ------------------------------------------------------------------------
 
     def recognizer(self) -> Recognizer:
-        return choose_recognizer(self._settings.recognizer, self._client.catalog)
+        """The recognizer now, from the last catalog poll (see choose_recognizer)."""
+        spaces = self.gallery.spaces()
+        return choose_recognizer(self._settings.recognizer, self._client.catalog, spaces)
+
+    async def current_recognizer(self) -> Recognizer:
+        """The same, with Triton polled first if it never was (so a registration right after
+        start-up does not take dlib only because the catalog is still empty)."""
+        catalog = await self._client.current_catalog()
+        spaces = self.gallery.spaces()
+        return choose_recognizer(self._settings.recognizer, catalog, spaces)
 
     @property
     def detector_model(self) -> str:
@@ -88,8 +98,8 @@ class RecognitionService:
 
     async def register(
         self, rgb: Image, name: str, consent: Consent, person_id: str | None
-    ) -> tuple[Face, Enrolment]:
-        recognizer = self.recognizer()
+    ) -> tuple[Face, Enrolment, Recognizer]:
+        recognizer = await self.current_recognizer()
         await self._client.require_ready(recognizer.model)
         face = the_one_face(await self.detect_faces(rgb))
         encoder = FaceEncoder(self._client, recognizer)
@@ -98,10 +108,10 @@ class RecognitionService:
         enrolled = await asyncio.to_thread(
             self.gallery.enrol, recognizer, dim, embedding, name, consent, person_id
         )
-        return face, enrolled
+        return face, enrolled, recognizer
 
     async def recognise(self, rgb: Image) -> list[Recognised]:
-        recognizer = self.recognizer()
+        recognizer = await self.current_recognizer()
         await self._client.require_ready(recognizer.model)
         faces = await self.detect_faces(rgb)
         return await self.recognise_faces(rgb, faces, recognizer)
@@ -111,7 +121,9 @@ class RecognitionService:
     ) -> list[Recognised]:
         embeddings = await FaceEncoder(self._client, recognizer).encode(rgb, faces)
         matches = await asyncio.to_thread(self.gallery.match, recognizer, embeddings)
-        return [Recognised(face, match) for face, match in zip(faces, matches, strict=True)]
+        return [
+            Recognised(face, match, recognizer) for face, match in zip(faces, matches, strict=True)
+        ]
 
     # -- images ------------------------------------------------------------------------------
 

@@ -1,14 +1,17 @@
 """`ws://…/ws/camera`: the AI Multimedia Platform's live face recognition and object detection
 (gateway/recognition/camera.py says how frames are taken and dropped).
 
-With FACET_API_TOKEN set the connection needs it, as `Authorization: Bearer <token>` or, for
-browsers (which cannot set headers on a WebSocket), `?token=<token>`; otherwise it is closed
-with 1008. Over FACET_CAMERA_MAX_CONNECTIONS it is closed with 1013 (try again later)."""
+With FACET_API_TOKEN set the connection needs it: as `Authorization: Bearer <token>`, or, for
+browsers (which cannot set headers on a WebSocket), as the first message, `{"type": "auth",
+"token": "<token>"}`, answered `{"type": "authenticated"}`. Never in the URL: access logs keep
+query strings. Otherwise it is closed with 1008. Over FACET_CAMERA_MAX_CONNECTIONS it is
+closed with 1013 (try again later)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
@@ -29,6 +32,8 @@ from gateway.weights import synthetic_warning
 from gateway.ws.session import SEND_FAILURES
 
 router = APIRouter(tags=["face recognition (AI Multimedia Platform API)"])
+AUTH_TIMEOUT_S = 10.0
+UNAUTHORIZED = "unauthorized: send 'Authorization: Bearer <token>' or a first auth message"
 
 
 def camera_limits(settings: Settings) -> CameraLimits:
@@ -39,17 +44,28 @@ def camera_limits(settings: Settings) -> CameraLimits:
     )
 
 
-def authorization_of(websocket: WebSocket) -> str | None:
+async def authenticated(websocket: WebSocket, settings: Settings) -> bool:
+    """The header's token, or (accepted connection, no header) the first message's."""
     header = websocket.headers.get("authorization")
-    token = websocket.query_params.get("token")
-    return header if header else (f"Bearer {token}" if token else None)
+    if header or not settings.api_token.get_secret_value():
+        return token_accepted(settings, header)
+    try:
+        first = await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT_S)
+        body = json.loads(first)
+    except (TimeoutError, ValueError, KeyError, *SEND_FAILURES):
+        return False
+    token = body.get("token") if isinstance(body, dict) and body.get("type") == "auth" else None
+    if not isinstance(token, str) or not token_accepted(settings, f"Bearer {token}"):
+        return False
+    await websocket.send_json({"type": "authenticated"})
+    return True
 
 
 def analyser(services: Services) -> Any:
     service, settings = services.recognition, services.settings
 
     async def analyse(image: Any) -> dict[str, Any]:
-        recognizer = service.recognizer()
+        recognizer = await service.current_recognizer()
         faces_found, objects = await asyncio.gather(
             service.detect_faces(image),
             service.detect_objects(image, settings.context_object_score),
@@ -58,7 +74,7 @@ def analyser(services: Services) -> Any:
         known = await service.recognise_faces(image, faces_found, recognizer)
         used = [service.detector_model, recognizer.model, service.object_model]
         result: dict[str, Any] = {
-            "faces": [recognised(item, service).model_dump() for item in known],
+            "faces": [recognised(item).model_dump() for item in known],
             "objects": [
                 {
                     "label": d.label,
@@ -88,8 +104,10 @@ async def camera(websocket: WebSocket) -> None:
     """Stream frames; each processed one is answered with faces, names and objects."""
     services: Services = websocket.app.state.services
     settings = services.settings
-    if not token_accepted(settings, authorization_of(websocket)):
-        await refuse(websocket, WS_1008_POLICY_VIOLATION, "unauthorized: a bearer token is needed")
+    if websocket.headers.get("authorization") and not token_accepted(
+        settings, websocket.headers.get("authorization")
+    ):
+        await refuse(websocket, WS_1008_POLICY_VIOLATION, UNAUTHORIZED)
         return
     gate: CameraGate = services.camera_gate
     if not gate.admit():
@@ -98,6 +116,9 @@ async def camera(websocket: WebSocket) -> None:
     try:
         with contextlib.suppress(*SEND_FAILURES):
             await websocket.accept()
+            if not await authenticated(websocket, settings):
+                await websocket.close(WS_1008_POLICY_VIOLATION, UNAUTHORIZED)
+                return
             session = CameraSession(
                 websocket.receive,
                 websocket.send_json,

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import numpy as np
 import numpy.typing as npt
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from pydantic import BaseModel, Field
 
 from gateway.auth import require_token
@@ -28,7 +28,8 @@ from gateway.weights import synthetic_warning
 
 PREFIX = "/api/face-recognition"
 router = APIRouter(prefix=PREFIX, tags=["face recognition (AI Multimedia Platform API)"])
-protected = [Depends(require_token), Depends(rate_limited("other"))]
+# Rate limit first: wrong tokens count against the caller like any request (no free guessing).
+protected = [Depends(rate_limited("other")), Depends(require_token)]
 MAX_NAME = 200
 MAX_ID = 64  # the gallery's ids are person_/face_ and 16 hex digits
 IMAGE = File(description="JPEG, PNG or WebP, at most 15 MB")
@@ -107,6 +108,7 @@ class DeletedResponse(BaseModel):
 
 class PolicyResponse(BaseModel):
     retention_days: int = Field(description="enrolments are deleted this long after consent")
+    consent_purposes: list[str]
     consent_text_versions: list[str]
     consent_example: str
     recognizer: str
@@ -144,8 +146,8 @@ def detected(face: Face, place: int) -> DetectedFace:
     )
 
 
-def recognised(item: Recognised, service: RecognitionService) -> RecognisedFace:
-    recognizer = service.recognizer()
+def recognised(item: Recognised) -> RecognisedFace:
+    recognizer = item.recognizer
     match = item.match
     known = match is not None and match.known
     return RecognisedFace(
@@ -242,8 +244,7 @@ async def register_face(
     if person_id:  # an unknown person is refused before any model runs (enrol checks again)
         await asyncio.to_thread(service.gallery.person, checked_id(person_id, "person"))
     rgb = await read_image(request, image)
-    _, enrolled = await service.register(rgb, person, agreed, person_id or None)
-    recognizer = service.recognizer()
+    _, enrolled, recognizer = await service.register(rgb, person, agreed, person_id or None)
     used = [service.detector_model, recognizer.model]
     return RegisterResponse(
         success=True,
@@ -269,28 +270,37 @@ async def recognise_faces(
     service = service_of(request)
     rgb = await read_image(request, image)
     found = await service.recognise(rgb)
-    recognizer = service.recognizer()
+    recognizer = found[0].recognizer if found else service.recognizer()
     used = [service.detector_model, recognizer.model]
     return RecognizeResponse(
-        faces=[recognised(item, service) for item in found],
+        faces=[recognised(item) for item in found],
         model=recognizer.space,
         warning=synthetic_warning(service.synthetic_models(used)),
     )
 
 
 @router.get(
-    "/people", response_model=PeopleResponse, dependencies=protected, responses=errors(401, 429)
+    "/people",
+    response_model=PeopleResponse,
+    dependencies=protected,
+    responses=errors(400, 401, 429, 503),
 )
-async def list_people(request: Request) -> PeopleResponse:
+async def list_people(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000, description="people per page")] = 100,
+    offset: Annotated[int, Query(ge=0, description="people to skip, in enrolment order")] = 0,
+) -> PeopleResponse:
+    """Everyone enrolled (`total`), a page of them with their faces and consent records."""
     people = await asyncio.to_thread(service_of(request).gallery.people)
-    return PeopleResponse(people=[person_info(p) for p in people], total=len(people))
+    page = people[offset : offset + limit]
+    return PeopleResponse(people=[person_info(p) for p in page], total=len(people))
 
 
 @router.get(
     "/people/{person_id}",
     response_model=PersonInfo,
     dependencies=protected,
-    responses=errors(401, 404, 429),
+    responses=errors(401, 404, 429, 503),
 )
 async def get_person(person_id: str, request: Request) -> PersonInfo:
     gallery = service_of(request).gallery
@@ -302,7 +312,7 @@ async def get_person(person_id: str, request: Request) -> PersonInfo:
     "/people/{person_id}",
     response_model=DeletedResponse,
     dependencies=protected,
-    responses=errors(401, 404, 429),
+    responses=errors(401, 404, 429, 503),
 )
 async def delete_person(person_id: str, request: Request) -> DeletedResponse:
     """Every face of the person, their embeddings and consent records, in one transaction;
@@ -316,7 +326,7 @@ async def delete_person(person_id: str, request: Request) -> DeletedResponse:
     "/people/{person_id}/faces/{face_id}",
     response_model=DeletedResponse,
     dependencies=protected,
-    responses=errors(401, 404, 429),
+    responses=errors(401, 404, 429, 503),
 )
 async def delete_face(person_id: str, face_id: str, request: Request) -> DeletedResponse:
     gallery = service_of(request).gallery
@@ -332,6 +342,7 @@ async def policy(request: Request) -> PolicyResponse:
     recognizer = service_of(request).recognizer()
     return PolicyResponse(
         retention_days=settings.gallery_retention_days,
+        consent_purposes=list(settings.consent_purposes),
         consent_text_versions=list(settings.consent_text_versions),
         consent_example=EXAMPLE,
         recognizer=recognizer.name,

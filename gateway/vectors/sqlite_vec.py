@@ -105,10 +105,16 @@ class SqliteVecStore:
             self._indexes.clear()
             self._db.close()
 
-    def checkpoint(self) -> None:
-        """Fold the WAL into the main file and empty it (the tests read the file afterwards)."""
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    def checkpoint(self, attempts: int = 5) -> bool:
+        """Fold the WAL into the main file and empty it; False when a reader of another
+        connection kept it busy through every attempt."""
+        for attempt in range(attempts):
+            with self._lock:
+                busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0]
+            if not busy:
+                return True
+            time.sleep(0.05 * (attempt + 1))
+        return False
 
     def upsert(
         self, image_id: str, vectors: Mapping[str, npt.ArrayLike], metadata: Mapping[str, Any]

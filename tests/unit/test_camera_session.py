@@ -32,7 +32,7 @@ def frame(seq: int) -> Frame:
 
 def test_the_slot_hands_out_the_newest_frame_and_counts_the_ones_it_replaced():
     async def scenario() -> tuple[int, int]:
-        slot = FrameSlot(max_fps=1000.0)
+        slot: FrameSlot[Frame] = FrameSlot(max_fps=1000.0)
         for seq in (1, 2, 3):
             slot.offer(frame(seq))
         taken, dropped = await slot.take()
@@ -43,7 +43,7 @@ def test_the_slot_hands_out_the_newest_frame_and_counts_the_ones_it_replaced():
 
 def test_takes_are_spaced_by_the_frame_rate_limit_and_still_get_the_newest():
     async def scenario() -> tuple[float, int, int]:
-        slot = FrameSlot(max_fps=10.0)
+        slot: FrameSlot[Frame] = FrameSlot(max_fps=10.0)
         slot.offer(frame(1))
         await slot.take()
         started = time.monotonic()
@@ -138,24 +138,23 @@ def run(client: Client, analyse: Any) -> None:
 
 
 def test_an_undecodable_frame_gets_an_error_with_its_number_and_the_stream_goes_on():
-    first = Client([{"bytes": b"bad"}], last_seq=1)
-
     async def fast(image: np.ndarray) -> dict[str, Any]:
         return {}
 
-    asyncio.run(
-        asyncio.wait_for(CameraSession(first.receive, first.send, decode, fast, LIMITS).run(), 5)
-    )
+    first = Client([{"bytes": b"bad"}], last_seq=1)
+    run(first, fast)
     assert first.sent == [
         {"type": "error", "data": {"message": "not an image", "seq": 1, "dropped": 0}}
     ]
 
     then = Client([{"text": "nope"}, {"bytes": b"f"}], last_seq=1)
-    asyncio.run(
-        asyncio.wait_for(CameraSession(then.receive, then.send, decode, fast, LIMITS).run(), 5)
-    )
-    assert then.sent[0]["type"] == "error" and "JSON" in then.sent[0]["data"]["message"]
+    run(then, fast)
+    assert then.sent[0]["type"] == "error" and "binary message" in then.sent[0]["data"]["message"]
     assert then.sent[-1]["type"] == "frame_result" and then.sent[-1]["data"]["seq"] == 1
+
+    broken = Client([{"text": "{broken"}], last_seq=1)
+    run(broken, fast)
+    assert broken.sent[0]["type"] == "error" and "JSON" in broken.sent[0]["data"]["message"]
 
 
 def test_a_client_sending_only_garbage_is_closed():

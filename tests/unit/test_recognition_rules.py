@@ -50,6 +50,7 @@ def test_a_person_may_ask_for_an_earlier_end_but_not_a_later_one():
         json.dumps({"purpose": "face_recognition"}),
         json.dumps({**GOOD, "text_version": "0.9"}),
         json.dumps({**GOOD, "purpose": ""}),
+        json.dumps({**GOOD, "purpose": "marketing"}),
         json.dumps({**GOOD, "purpose": "x" * 201}),
         json.dumps({**GOOD, "signed": True}),
         json.dumps({**GOOD, "expires_at": NOW - 1}),
@@ -123,6 +124,12 @@ def test_auto_picks_arcface_only_when_its_weights_are_official():
     listed_only = ModelCatalog(listed=[ARCFACE.model])  # in the repository, not loaded
     assert choose_recognizer("auto", listed_only) is DLIB
     assert choose_recognizer("arcface", catalog("synthetic")) is ARCFACE
+
+
+def test_auto_keeps_the_recognizer_the_gallery_already_holds_faces_for():
+    assert choose_recognizer("auto", catalog("official"), [DLIB.space]) is DLIB
+    assert choose_recognizer("auto", catalog("synthetic"), [ARCFACE.space]) is ARCFACE
+    assert choose_recognizer("dlib", catalog("official"), [ARCFACE.space]) is DLIB
 
 
 def test_labels_come_as_a_json_list_or_comma_separated_and_are_checked():
