@@ -205,7 +205,7 @@ def with_recognition_inputs(body: dict[str, Any]) -> None:
     if "image" in body:  # the recognition routes: a photo with a face
         body["image"] = FACE_PNG
     if "consent" in body:  # a registration: a consent record, a name and no unknown person
-        body["consent"] = json.dumps({"purpose": "fuzzing", "text_version": "2026-12-01"})
+        body["consent"] = json.dumps({"purpose": "face_recognition", "text_version": "2026-12-01"})
         body["name"] = "Fuzzed Person"
         if "person_id" in body:
             body["person_id"] = ""
