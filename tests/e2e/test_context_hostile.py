@@ -18,9 +18,7 @@ import gzip
 import io
 import json
 import os
-import re
 import shutil
-import socket
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -34,6 +32,7 @@ import pytest
 from PIL import Image
 
 from serving.launcher import TritonServer
+from tests.e2e import raw_http
 from tests.e2e.conftest import Gateway, make_gateway
 from tests.e2e.test_context_api import save_photos
 from tests.e2e.test_hostile_media import Upload, multipart, png_claiming
@@ -217,24 +216,7 @@ def assert_still_serving(client: httpx.Client, stack: Stack, stored: Stored) -> 
 
 
 def raw_request(stack: Stack, head: bytes) -> httpx.Response:
-    """One request written on a socket (for what clients refuse to send: a 100 KB URL, a
-    Content-Length with no body behind it); the answer, read up to its Content-Length."""
-    with socket.create_connection(("127.0.0.1", stack.gateway.port), timeout=30) as sock:
-        sock.sendall(head)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            assert chunk, f"connection closed before an answer: {data!r}"
-            data += chunk
-        header, _, body = data.partition(b"\r\n\r\n")
-        found = re.search(rb"(?im)^content-length:\s*(\d+)", header)
-        assert found, header
-        while len(body) < int(found.group(1)):
-            chunk = sock.recv(65536)
-            assert chunk, "connection closed inside the answer"
-            body += chunk
-    status = int(header.split(b" ", 2)[1])
-    return httpx.Response(status, content=body, headers={"content-type": "application/json"})
+    return raw_http.raw_request(stack.gateway.port, head)
 
 
 # --- paths a client names --------------------------------------------------------------------

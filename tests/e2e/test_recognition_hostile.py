@@ -12,12 +12,10 @@ at the end they are still recognised in another photo of them.
 from __future__ import annotations
 
 import concurrent.futures
-import datetime
 import gzip
 import io
 import json
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from PIL import Image
 
 from gateway.recognition.labels import DEFAULT_LABELS
 from serving.launcher import TritonServer
+from tests.e2e import raw_http
 from tests.e2e.conftest import Gateway, make_gateway
 from tests.e2e.test_hostile_media import Upload, multipart, png_claiming
 from tests.photos import photo_bytes
@@ -175,30 +174,8 @@ def assert_refused(
     return detail
 
 
-def raw_request(stack: Stack, head: bytes, timeout: float = QUICK_S) -> httpx.Response:
-    """One request written on a socket (what httpx will not send); the answer, read up to its
-    Content-Length, or to the end of the connection when it declares none."""
-    began = time.monotonic()
-    with socket.create_connection(("127.0.0.1", stack.gateway.port), timeout=timeout) as sock:
-        sock.sendall(head)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            assert chunk, f"connection closed before an answer: {data!r}"
-            data += chunk
-        header, _, body = data.partition(b"\r\n\r\n")
-        found = re.search(rb"(?im)^content-length:\s*(\d+)", header)
-        while (found is None or len(body) < int(found.group(1))) and (chunk := sock.recv(65536)):
-            body += chunk
-        assert found is None or len(body) == int(found.group(1)), "cut inside the answer"
-    lines = header.decode("latin-1").split("\r\n")
-    fields = [
-        (name.strip(), value.strip())
-        for name, _, value in (line.partition(":") for line in lines[1:])
-    ]
-    answer = httpx.Response(int(lines[0].split(" ", 2)[1]), content=body, headers=fields)
-    answer.elapsed = datetime.timedelta(seconds=time.monotonic() - began)
-    return answer
+def raw_request(stack: Stack, head: bytes) -> httpx.Response:
+    return raw_http.raw_request(stack.gateway.port, head)
 
 
 def delete_person(client: httpx.Client, person_id: str) -> None:
