@@ -39,7 +39,6 @@ MAX_BAD_MESSAGES = 20
 class CameraLimits:
     max_frame_bytes: int
     max_fps: float
-    max_connections: int
 
 
 @dataclass(frozen=True)
@@ -119,12 +118,12 @@ class FrameSlot(Generic[Item]):
 def parse_frame(
     message: MutableMapping[str, Any], next_seq: int, limits: CameraLimits, now: float
 ) -> Frame:
-    """A Starlette websocket.receive() message as a frame, or BadMessage saying why."""
+    """A Starlette websocket.receive() message as a frame, or BadMessage saying why (the
+    receiver's `precheck` first, so this stands alone)."""
+    precheck(message, limits, next_seq)
     data, text = message.get("bytes"), message.get("text")
     if data is not None:
-        return Frame(next_seq, check_size(data, limits, next_seq), now)
-    if len(text or "") > text_frame_limit(limits.max_frame_bytes):
-        raise BadMessage(f"frame too large: the limit is {limits.max_frame_bytes} bytes", next_seq)
+        return Frame(next_seq, data, now)
     try:
         body = json.loads(text or "")
     except json.JSONDecodeError as exc:
@@ -186,7 +185,6 @@ class CameraSession:
         self._limits = limits
         self._slot: FrameSlot[Arrival] = FrameSlot(limits.max_fps)
         self._send_lock = asyncio.Lock()
-        self.answered = 0
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._work())]
@@ -250,7 +248,6 @@ class CameraSession:
                 latency_ms=round(1000 * (time.monotonic() - frame.received_at), 1),
             )
             await self._send({"type": "frame_result", "data": result})
-            self.answered += 1
 
     async def _send(self, event: dict[str, Any]) -> None:
         async with self._send_lock:

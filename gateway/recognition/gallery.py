@@ -28,7 +28,7 @@ from gateway.recognition.audit import AuditLog, Event
 from gateway.recognition.consent import Consent
 from gateway.recognition.recognizers import Embeddings, Recognizer
 from gateway.vectors.sqlite_vec import SqliteVecStore
-from gateway.vectors.store import VectorRecord, VectorStore
+from gateway.vectors.store import Hits, VectorRecord, VectorStore
 
 log = logging.getLogger(__name__)
 OpenStore = Callable[[Mapping[str, int]], VectorStore]
@@ -68,10 +68,10 @@ class Person:
 class FaceGallery:
     def __init__(self, open_store: OpenStore, audit: AuditLog) -> None:
         self._open = open_store
-        self._lock = threading.Lock()
         # Check-then-write sequences (a person's face cap, delete after look-up) hold this, so
         # a registration racing a deletion cannot leave a face of a deleted person behind. One
-        # process; several gateways on PostgreSQL rely on its transactions alone.
+        # process; several gateways on PostgreSQL rely on its transactions alone. Readers hold
+        # it too, so a reopen (`_with_space`) never closes a store a reader is inside.
         self._writing = threading.RLock()
         self._store = open_store({})  # the spaces it already has
         self.audit = audit
@@ -145,9 +145,8 @@ class FaceGallery:
     def delete_face(self, person_id: str, face_id: str) -> None:
         with self._writing:
             record = self._store.get(face_id)
-            if record is None or record.metadata.get("person_id") != person_id:
-                raise NotFound(f"no face '{face_id}' of person '{person_id}'")
-            if not self._remove([face_id]):
+            owned = record is not None and record.metadata.get("person_id") == person_id
+            if not owned or not self._remove([face_id]):
                 raise NotFound(f"no face '{face_id}' of person '{person_id}'")
             self._audit("face_deleted", person_id, 1, "requested")
 
@@ -202,7 +201,7 @@ class FaceGallery:
     def _with_space(self, space: str, dim: int) -> VectorStore:
         """The store, reopened with `space` added the first time a recognizer enrols: the new
         connection is opened before the old one closes, so a failure leaves the old in use."""
-        with self._lock:
+        with self._writing:
             if space not in self._store.spaces:
                 old = self._store
                 self._store = self._open({**old.spaces, space: dim})
@@ -247,11 +246,11 @@ class FaceGallery:
             log.exception("audit row %s for %s could not be written", event, person_id)
 
 
-def best_match(recognizer: Recognizer, hits: list[Any], norm: float) -> Match | None:
+def best_match(recognizer: Recognizer, hits: Hits, norm: float) -> Match | None:
     """The candidate nearest in the model's own metric."""
     best: Match | None = None
     for found in hits:
-        record: VectorRecord = found.record
+        record = found.record
         other = float(record.metadata.get("norm", 1.0))
         distance = recognizer.distance(found.score, norm, other)
         if best is None or distance < best.distance:

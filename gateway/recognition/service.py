@@ -31,6 +31,7 @@ from gateway.recognition.recognizers import (
 from gateway.settings import Settings
 from gateway.triton_client import TritonClient
 from gateway.weights import describe_model, synthetic_in
+from triton_core.catalog import ModelCatalog
 
 Image = npt.NDArray[np.uint8]
 # A registration photo must show one face clearly larger than any other: the consent is one
@@ -64,17 +65,15 @@ class RecognitionService:
 
     # -- which models ------------------------------------------------------------------------
 
-    def recognizer(self) -> Recognizer:
-        """The recognizer now, from the last catalog poll (see choose_recognizer)."""
-        spaces = self.gallery.spaces()
-        return choose_recognizer(self._settings.recognizer, self._client.catalog, spaces)
+    def recognizer(self, catalog: ModelCatalog | None = None) -> Recognizer:
+        """The recognizer now (see choose_recognizer), by `catalog` or the last poll's."""
+        chosen = self._client.catalog if catalog is None else catalog
+        return choose_recognizer(self._settings.recognizer, chosen, self.gallery.spaces())
 
     async def current_recognizer(self) -> Recognizer:
         """The same, with Triton polled first if it never was (so a registration right after
         start-up does not take dlib only because the catalog is still empty)."""
-        catalog = await self._client.current_catalog()
-        spaces = self.gallery.spaces()
-        return choose_recognizer(self._settings.recognizer, catalog, spaces)
+        return self.recognizer(await self._client.current_catalog())
 
     @property
     def detector_model(self) -> str:

@@ -26,6 +26,7 @@ from gateway.recognition.camera import (
     TooManyBadMessages,
 )
 from gateway.routes.recognition_faces import recognised
+from gateway.routes.recognition_images import object_detection
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.weights import synthetic_warning
@@ -40,15 +41,14 @@ def camera_limits(settings: Settings) -> CameraLimits:
     return CameraLimits(
         max_frame_bytes=settings.camera_max_frame_bytes,
         max_fps=settings.camera_max_fps,
-        max_connections=settings.camera_max_connections,
     )
 
 
-async def authenticated(websocket: WebSocket, settings: Settings) -> bool:
-    """The header's token, or (accepted connection, no header) the first message's."""
-    header = websocket.headers.get("authorization")
-    if header or not settings.api_token.get_secret_value():
-        return token_accepted(settings, header)
+async def token_in_first_message(websocket: WebSocket, settings: Settings) -> bool:
+    """For a connection without an Authorization header (accepted): True when no token is
+    configured, else whether its first message carries the right one."""
+    if not settings.api_token.get_secret_value():
+        return True
     try:
         first = await asyncio.wait_for(websocket.receive_text(), AUTH_TIMEOUT_S)
         body = json.loads(first)
@@ -75,14 +75,7 @@ def analyser(services: Services) -> Any:
         used = [service.detector_model, recognizer.model, service.object_model]
         result: dict[str, Any] = {
             "faces": [recognised(item).model_dump() for item in known],
-            "objects": [
-                {
-                    "label": d.label,
-                    "confidence": round(d.confidence, 4),
-                    "bbox": [round(v) for v in d.box],
-                }
-                for d in objects
-            ],
+            "objects": [object_detection(d).model_dump() for d in objects],
             "model": recognizer.space,
         }
         if warning := synthetic_warning(service.synthetic_models(used)):
@@ -104,9 +97,8 @@ async def camera(websocket: WebSocket) -> None:
     """Stream frames; each processed one is answered with faces, names and objects."""
     services: Services = websocket.app.state.services
     settings = services.settings
-    if websocket.headers.get("authorization") and not token_accepted(
-        settings, websocket.headers.get("authorization")
-    ):
+    header = websocket.headers.get("authorization")
+    if header and not token_accepted(settings, header):
         await refuse(websocket, WS_1008_POLICY_VIOLATION, UNAUTHORIZED)
         return
     gate: CameraGate = services.camera_gate
@@ -116,7 +108,7 @@ async def camera(websocket: WebSocket) -> None:
     try:
         with contextlib.suppress(*SEND_FAILURES):
             await websocket.accept()
-            if not await authenticated(websocket, settings):
+            if not header and not await token_in_first_message(websocket, settings):
                 await websocket.close(WS_1008_POLICY_VIOLATION, UNAUTHORIZED)
                 return
             session = CameraSession(

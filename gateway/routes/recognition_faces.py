@@ -7,6 +7,7 @@ The gallery's routes need the bearer token when FACET_API_TOKEN is set."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Annotated
 
 import numpy as np
@@ -129,8 +130,9 @@ async def read_image(request: Request, image: UploadFile) -> npt.NDArray[np.uint
     return (await asyncio.to_thread(decode_upload, data, settings)).rgb
 
 
-def box_of(face: Face) -> list[int]:
-    return [round(v) for v in face.box]
+def box_of(box: Sequence[float]) -> list[int]:
+    """[x1, y1, x2, y2] in whole pixels, as the platform's answers show boxes."""
+    return [round(v) for v in box]
 
 
 def detected(face: Face, place: int) -> DetectedFace:
@@ -141,7 +143,7 @@ def detected(face: Face, place: int) -> DetectedFace:
     return DetectedFace(
         face_id=f"face_{place:03d}",
         confidence=round(face.score, 4),
-        bbox=box_of(face),
+        bbox=box_of(face.box),
         landmarks=points,
     )
 
@@ -160,7 +162,7 @@ def recognised(item: Recognised) -> RecognisedFace:
         threshold=recognizer.threshold,
         metric=recognizer.metric,
         detection_confidence=round(item.face.score, 4),
-        bbox=box_of(item.face),
+        bbox=box_of(item.face.box),
     )
 
 

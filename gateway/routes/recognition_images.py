@@ -10,12 +10,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request, UploadFile
 from pydantic import BaseModel, Field
 
+from gateway.context.objects_session import Detection
 from gateway.errors import BadRequest
 from gateway.openapi import errors
 from gateway.recognition.labels import DEFAULT_LABELS, MAX_LABEL_CHARS, MAX_LABELS
 from gateway.recognition.service import CLASSIFIER
 from gateway.routes.deps import rate_limited, services_of
-from gateway.routes.recognition_faces import IMAGE, read_image, service_of
+from gateway.routes.recognition_faces import IMAGE, box_of, read_image, service_of
 from gateway.weights import synthetic_warning
 
 router = APIRouter(
@@ -46,6 +47,13 @@ class DetectResponse(BaseModel):
     detections: list[ObjectDetection]
     model: str
     warning: str | None = None
+
+
+def object_detection(found: Detection) -> ObjectDetection:
+    """One detection as the platform answers it (the REST route and the camera)."""
+    return ObjectDetection(
+        label=found.label, confidence=round(found.confidence, 4), bbox=box_of(found.box)
+    )
 
 
 def parse_labels(raw: str | None) -> list[str] | None:
@@ -139,12 +147,7 @@ async def detect_objects(
     rgb = await read_image(request, image)
     found = await service.detect_objects(rgb, threshold)
     return DetectResponse(
-        detections=[
-            ObjectDetection(
-                label=d.label, confidence=round(d.confidence, 4), bbox=[round(v) for v in d.box]
-            )
-            for d in found
-        ],
+        detections=[object_detection(d) for d in found],
         model=service.object_model,
         warning=synthetic_warning(service.synthetic_models([service.object_model])),
     )

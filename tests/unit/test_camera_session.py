@@ -23,7 +23,7 @@ from gateway.recognition.camera import (
     parse_frame,
 )
 
-LIMITS = CameraLimits(max_frame_bytes=1000, max_fps=1000.0, max_connections=2)
+LIMITS = CameraLimits(max_frame_bytes=1000, max_fps=1000.0)
 
 
 def frame(seq: int) -> Frame:
