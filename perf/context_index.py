@@ -21,7 +21,6 @@ import shutil
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,8 +29,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from perf.machine import describe, load_average, machine_tag
+from perf.machine import describe, load_average
 from perf.servers import Gateway, build_repository, installed_models, start_triton
+from perf.short_report import machine_line, report_path, save_report
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPORTED: Final = ("clip_vit_b32_visual", "clip_vit_b32_textual", "minilm_l6_v2", "nanodet_coco")
@@ -211,16 +211,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def write_report(result: dict[str, Any], out: Path) -> Path:
     machine = describe()
-    out.mkdir(parents=True, exist_ok=True)
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
     suffix = "-tiny" if result["tiny"] else ""
-    path = out / f"{day}-{machine_tag(machine)}-context-index{suffix}.md"
+    day, path = report_path(out, machine, f"context-index{suffix}")
     met = "met" if result["ratio"] >= TARGET_RATIO else "missed"
     lines = [
         f"# Directory indexing: batched vs one image at a time ({day})",
         "",
-        f"Machine: {machine.cores} cores, {machine.cpu_model}, {machine.ram_gib:.0f} GiB RAM, "
-        f"GPU: {machine.gpu}; load average at the end {result['load_average_after']}.",
+        machine_line(machine, f"load average at the end {result['load_average_after']}"),
         f"Models: {'tiny' if result['tiny'] else 'full-size'} CLIP and BLIP on synthetic "
         "weights, MiniLM and NanoDet on their real weights, one Triton; two gateways (batches of "
         f"{result['batch']} and of 1).",
@@ -241,11 +238,7 @@ def write_report(result: dict[str, Any], out: Path) -> Path:
         f"{met}).**",
         "",
     ]
-    path.write_text("\n".join(lines))
-    raw = out / "raw"
-    raw.mkdir(exist_ok=True)
-    (raw / f"{path.stem}.json").write_text(json.dumps(result, indent=2))
-    return path
+    return save_report(path, lines, result)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,6 @@ import json
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,8 +28,9 @@ import numpy as np
 from tqdm import tqdm
 
 from gateway.vectors.sqlite_vec import SqliteVecStore
-from perf.machine import describe, machine_tag
+from perf.machine import describe
 from perf.servers import Gateway, start_triton
+from perf.short_report import machine_line, report_path, save_report
 from perf.vector_search import OBJECTS, random_units
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,15 +175,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def write_report(result: dict[str, Any], out: Path) -> Path:
     machine = describe()
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{day}-{machine_tag(machine)}-context-search.md"
+    day, path = report_path(out, machine, "context-search")
     met = "met" if result["search_p50_ms"] <= TARGET_P50_MS else "missed"
     lines = [
         f"# Text search through the gateway over {result['stored']:,} images ({day})",
         "",
-        f"Machine: {machine.cores} cores, {machine.cpu_model}, {machine.ram_gib:.0f} GiB RAM, "
-        f"GPU: {machine.gpu}; load average {machine.load_average}.",
+        machine_line(machine),
         "Embedded store (sqlite-vec file, exact search), MiniLM (real weights) for the query; "
         "CLIP synthetic, so left out of the score.",
         "",
@@ -199,13 +196,7 @@ def write_report(result: dict[str, Any], out: Path) -> Path:
         "hops; the gateway runs one BLAS thread (gateway/__main__.py says why).",
         "",
     ]
-    path.write_text("\n".join(lines))
-    raw = out / "raw"
-    raw.mkdir(exist_ok=True)
-    (raw / f"{path.stem}.json").write_text(
-        json.dumps(result | {"machine": machine.as_dict()}, indent=2)
-    )
-    return path
+    return save_report(path, lines, result | {"machine": machine.as_dict()})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,8 +37,9 @@ from gateway.faces.embed_align import cut_embedding_chips
 from gateway.faces.types import LANDMARK_NAMES
 from gateway.recognition.recognizers import DLIB
 from gateway.vectors.sqlite_vec import SqliteVecStore
-from perf.machine import describe, machine_tag
+from perf.machine import describe
 from perf.servers import Gateway, start_triton
+from perf.short_report import machine_line, report_path, save_report
 from perf.vector_search import random_units
 from tests.photos import photo_bytes
 
@@ -322,17 +322,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def write_report(result: dict[str, Any], out: Path) -> Path:
     machine = describe()
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{day}-{machine_tag(machine)}-recognition.md"
+    day, path = report_path(out, machine, "recognition")
     beyond = result["beyond_detection_p50_ms"]
     met = "met" if beyond <= TARGET_P50_MS else f"missed by {beyond - TARGET_P50_MS:.0f} ms"
     camera = result["camera"]
     lines = [
         f"# Face recognition against a {result['people']:,}-person gallery ({day})",
         "",
-        f"Machine: {machine.cores} cores, {machine.cpu_model}, {machine.ram_gib:.0f} GiB RAM, "
-        f"GPU: {machine.gpu}; load average {machine.load_average}.",
+        machine_line(machine),
         "MTCNN (package weights) finds the faces, dlib's ResNet (package weights) embeds them "
         "in one Triton call, the embedded gallery (sqlite-vec, exact) answers all of them in "
         f"one query. The photo: insightface's t1.jpg, {result['faces_in_photo']} faces "
@@ -375,13 +372,7 @@ def write_report(result: dict[str, Any], out: Path) -> Path:
         f"{camera['faces_per_frame']} faces per frame on average.",
         "",
     ]
-    path.write_text("\n".join(lines))
-    raw = out / "raw"
-    raw.mkdir(exist_ok=True)
-    (raw / f"{path.stem}.json").write_text(
-        json.dumps(result | {"machine": machine.as_dict()}, indent=2)
-    )
-    return path
+    return save_report(path, lines, result | {"machine": machine.as_dict()})
 
 
 def ratio(slow: float, fast: float) -> str:
