@@ -14,6 +14,7 @@ from typing import Self
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from serving.errors import PortInUseError
 from serving.gateway_process import GatewayProcess, GatewaySettings
 from serving.launcher import TritonServer, TritonSettings, free_ports
 
@@ -96,10 +97,23 @@ def without_batching(source: Path, model: str, dest: Path) -> Path:
     return dest
 
 
+PORT_ATTEMPTS = 3
+
+
 def start_triton(repository: Path, run_dir: Path, models: list[str]) -> TritonServer:
     """A ready Triton on free ports serving only `models` (explicit model control, so other,
     unrelated entries of the repository cannot stop it from starting); raises serving's errors
-    with the log tail on failure."""
+    with the log tail on failure. A port taken between choosing and starting (another
+    process's outgoing connection can land on it) means fresh ports, a few times."""
+    for _ in range(PORT_ATTEMPTS - 1):
+        try:
+            return _start_on_free_ports(repository, run_dir, models)
+        except PortInUseError:
+            continue
+    return _start_on_free_ports(repository, run_dir, models)
+
+
+def _start_on_free_ports(repository: Path, run_dir: Path, models: list[str]) -> TritonServer:
     grpc_port, http_port, metrics_port = free_ports(3)
     server = TritonServer(
         TritonSettings(

@@ -15,6 +15,10 @@ class BackendAssemblyError(ServingError):
     """The backend directory handed to `--backend-directory` could not be built."""
 
 
+class PortInUseError(ServingError):
+    """A port the server was told to use is already bound by someone else."""
+
+
 class TritonStartError(ServingError):
     """tritonserver exited or did not become ready; the message carries its log."""
 

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +27,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal, Self
 
-from serving.errors import BackendAssemblyError, ServingError, TritonNotFoundError, TritonStartError
+from serving.errors import (
+    BackendAssemblyError,
+    PortInUseError,
+    ServingError,
+    TritonNotFoundError,
+    TritonStartError,
+)
 
 BACKENDS_SOURCE = Path(__file__).resolve().parent / "backends"
 # Our Python-based backends; each gets the shared core copied next to its model.py, since
@@ -228,16 +235,32 @@ def free_port(host: str = "127.0.0.1") -> int:
     return free_ports(1, host)[0]
 
 
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Return `count` distinct free TCP ports, holding them open together so none repeats."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((host, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """Return `count` distinct free TCP ports, never one this process was handed before.
+
+    The kernel may give a port that was just closed to the next bind(0); remembering what was
+    handed out keeps two servers started side by side from being told the same port.
+    """
+    with _handed_out_lock:
+        chosen: list[int] = []
+        sockets: list[socket.socket] = []
+        try:
+            while len(chosen) < count:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind((host, 0))
+                port = int(sock.getsockname()[1])
+                if port not in _handed_out:
+                    chosen.append(port)
+        finally:
+            for sock in sockets:
+                sock.close()
+        _handed_out.update(chosen)
+        return chosen
 
 
 def _port_is_free(host: str, port: int) -> bool:
@@ -359,7 +382,7 @@ class TritonServer:
         settings = self.settings
         for port in (settings.grpc_port, settings.http_port, settings.metrics_port):
             if not _port_is_free(settings.host, port):
-                raise ServingError(f"port {port} on {settings.host} is already in use")
+                raise PortInUseError(f"port {port} on {settings.host} is already in use")
 
     def _spawn(self, command: list[str], env: dict[str, str]) -> None:
         """Start the process with its output going to the log file."""

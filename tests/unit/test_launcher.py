@@ -262,3 +262,10 @@ def test_serve_arguments_become_launcher_settings(tmp_path: Path) -> None:
     assert settings.http_port == 8003
     assert settings.model_config_name == "cpu"
     assert settings.log_file == tmp_path / "t.log"
+
+
+def test_free_ports_never_hands_out_a_port_twice_in_one_process() -> None:
+    first = set(free_ports(50))
+    second = set(free_ports(50))
+
+    assert not first & second
