@@ -32,6 +32,8 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         log_level="info",
+        # X-Forwarded-For is read by gateway/proxies.py, from FACET_TRUSTED_PROXIES only.
+        proxy_headers=False,
         # A WebSocket frame larger than the protocol's limit is refused before it is buffered
         # (uvicorn's default would take 16 MiB and only then let gateway.ws refuse it). The
         # largest is a camera frame sent as base64 text; the other endpoints check their own.

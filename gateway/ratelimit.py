@@ -1,51 +1,61 @@
-"""Per-client sliding-window rate limits, as the seed API documents them (requests per minute)."""
+"""Per-client moving-window rate limits, as the seed API documents them (requests per minute).
+
+The counting is the `limits` library's: in this process's memory by default, or on Redis
+(`FACET_REDIS_URL`) so that several gateways share one count per client; a client spreading
+its requests over gateways gets no more than the documented limit in all."""
 
 from __future__ import annotations
 
+import logging
 import math
-import threading
 import time
-from collections import deque
-from collections.abc import Callable
 
-from gateway.errors import RateLimited
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.storage import Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 
-WINDOW_S = 60.0
-# Beyond this many tracked clients the oldest idle ones are dropped, bounding memory.
-MAX_TRACKED_KEYS = 10_000
+from gateway.errors import RateLimited, Unavailable
+
+log = logging.getLogger(__name__)
+WINDOW_S = 60
+NAMESPACE = "facet"
 
 
 class RateLimiter:
     def __init__(
-        self,
-        limits: dict[str, int],
-        window_s: float = WINDOW_S,
-        clock: Callable[[], float] = time.monotonic,
+        self, limits: dict[str, int], *, window_s: int = WINDOW_S, storage_uri: str = "memory://"
     ) -> None:
-        self._limits = limits
-        self._window = window_s
-        self._clock = clock
-        self._hits: dict[tuple[str, str], deque[float]] = {}
-        self._lock = threading.Lock()
+        self._items: dict[str, RateLimitItem] = {
+            group: RateLimitItemPerSecond(amount, window_s, namespace=NAMESPACE)
+            for group, amount in limits.items()
+        }
+        storage = storage_from_string(storage_uri)
+        assert isinstance(storage, Storage), "a synchronous storage URI (no async+ scheme)"
+        self._storage = storage
+        self._strategy = MovingWindowRateLimiter(self._storage)
+        self.backend = storage_uri.split(":", 1)[0]
 
     def check(self, group: str, client: str) -> None:
-        """Count one request of `client` in `group`, or raise RateLimited with Retry-After."""
-        limit = self._limits[group]
-        now = self._clock()
-        with self._lock:
-            hits = self._hits.setdefault((group, client), deque())
-            while hits and hits[0] <= now - self._window:
-                hits.popleft()
-            if len(hits) >= limit:
-                retry_after = max(1, math.ceil(hits[0] + self._window - now))
-                raise RateLimited(
-                    f"rate limit exceeded: {limit} requests per minute for this endpoint",
-                    retry_after=retry_after,
-                )
-            hits.append(now)
-            if len(self._hits) > MAX_TRACKED_KEYS:
-                self._forget_idle(now)
+        """Count one request of `client` in `group`, or raise RateLimited with Retry-After.
+        An unreachable shared counter refuses (503) rather than lets everything through."""
+        item = self._items[group]
+        try:
+            if self._strategy.hit(item, group, client):
+                return
+            reset_at = self._strategy.get_window_stats(item, group, client).reset_time
+        except Exception as error:  # the storage's own errors (redis-py's) vary by backend
+            log.warning("rate-limit storage failed: %s", type(error).__name__)
+            raise Unavailable("the rate-limit store is unreachable; try again shortly") from None
+        retry_after = max(1, math.ceil(reset_at - time.time()))
+        minute_rate = item.amount * WINDOW_S / item.get_expiry()
+        raise RateLimited(
+            f"rate limit exceeded: {minute_rate:g} requests per minute for this endpoint",
+            retry_after=retry_after,
+        )
 
-    def _forget_idle(self, now: float) -> None:
-        for key in [k for k, v in self._hits.items() if not v or v[-1] <= now - self._window]:
-            del self._hits[key]
+    def check_storage(self) -> bool:
+        """Whether the counters' storage answers (for /health)."""
+        try:
+            return bool(self._storage.check())
+        except Exception:
+            return False

@@ -19,12 +19,13 @@ from gateway.context.sessions import context_models
 from gateway.faces.service import RestoreService
 from gateway.jobs.batch_job import BatchRestoreJob
 from gateway.jobs.queue import JobQueue, build_huey
-from gateway.jobs.recovery import recover_jobs
+from gateway.jobs.recovery import LeaseKeeper, recover_jobs
 from gateway.jobs.runner import JobHandler, JobRunner
-from gateway.jobs.store import JobStore
+from gateway.jobs.store import JobStore, open_job_store
 from gateway.jobs.upscale_job import UpscaleJob
 from gateway.observability import GatewayMetrics
 from gateway.pipelines.triton_upscaler import TritonTileUpscaler
+from gateway.proxies import Network, parse_networks
 from gateway.ratelimit import RateLimiter
 from gateway.recognition.audit import AuditLog
 from gateway.recognition.camera import CameraGate
@@ -66,6 +67,8 @@ class Services:
     ws_hub: Hub
     recognition: RecognitionService
     camera_gate: CameraGate
+    leases: LeaseKeeper
+    trusted_proxies: list[Network]
     started_at: float = field(default_factory=time.time)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -79,6 +82,7 @@ class Services:
         # Workers block on coroutines of this loop: join them from a thread, never the loop.
         # A job still running after the wait stays `processing` and is requeued at next start.
         await asyncio.to_thread(self.queue.stop, SHUTDOWN_WAIT_S)
+        await asyncio.to_thread(self.leases.stop)
         await self.triton.close()
         self.store.close()
         self.vectors.close()
@@ -131,7 +135,8 @@ def expire_results(store: JobStore, files: FileStore, ttl_s: float) -> int:
 async def start_services(settings: Settings, metrics: GatewayMetrics, hub: Hub) -> Services:
     triton = TritonClient(settings)
     await triton.start()
-    store = JobStore(settings.database_path)
+    trusted_proxies = parse_networks(settings.trusted_proxies)
+    store = await asyncio.to_thread(open_job_store, settings)
     files = FileStore(settings.uploads_dir, settings.results_dir)
     upscaler = TritonTileUpscaler(triton, settings.upscale_model)
     faces = RestoreService(settings, triton, upscaler)
@@ -168,7 +173,8 @@ async def start_services(settings: Settings, metrics: GatewayMetrics, hub: Hub) 
             "upscale": settings.rate_limit_upscale,
             "status": settings.rate_limit_status,
             "other": settings.rate_limit_other,
-        }
+        },
+        storage_uri=settings.redis_url.get_secret_value() or "memory://",
     )
     metrics.watch_jobs(store)
     services = Services(
@@ -191,10 +197,13 @@ async def start_services(settings: Settings, metrics: GatewayMetrics, hub: Hub) 
         hub,
         recognition,
         CameraGate(settings.camera_max_connections),
+        LeaseKeeper(store, queue, files, settings.job_attempts),
+        trusted_proxies,
     )
     report = recover_jobs(store, queue, files, settings.job_attempts)
-    if report.requeued or report.failed or report.re_enqueued:
+    if report:
         log.warning("recovered jobs after restart: %s", report)
+    services.leases.start()
     queue.start(settings.job_workers)
     services._tasks.append(asyncio.create_task(services._expire_results()))
     services._tasks.append(asyncio.create_task(services._sweep_gallery()))

@@ -26,8 +26,19 @@ class Settings(BaseSettings):
         description="origins allowed to call from a browser (the seed's fetch() example)",
     )
 
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or CIDR blocks of reverse proxies whose X-Forwarded-For names "
+        "the client (rate limits count that client); from any other peer the header is ignored",
+    )
+
     # Triton
     triton_grpc_url: str = "127.0.0.1:8001"
+    triton_grpc_urls: list[str] = Field(
+        default_factory=list,
+        description="several Tritons serving the same repository: calls are spread over the "
+        "ready ones; empty means triton_grpc_url alone",
+    )
     triton_timeout_s: float = Field(default=120.0, gt=0, description="deadline of one gRPC call")
     triton_use_shared_memory: bool = Field(
         default=False, description="send large tensors through system shared memory (same host)"
@@ -83,7 +94,27 @@ class Settings(BaseSettings):
         description="how long a running job waits out an unreachable or restarting Triton "
         "(retrying with backoff) before the failure counts as one of its attempts",
     )
-    redis_url: str = Field(default="", description="use Redis for the job queue (scale-out)")
+    job_store: Literal["sqlite", "postgres"] = Field(
+        default="sqlite",
+        description="sqlite: one gateway's own file; postgres: one job table for several "
+        "gateways (postgres_url), with leases so a dead gateway's jobs are taken over once",
+    )
+    job_lease_s: float = Field(
+        default=30.0,
+        ge=2,
+        description="how long a running job stays its gateway's without a renewal; a job whose "
+        "gateway died is taken over this long after its last renewal",
+    )
+    redis_url: SecretStr = Field(
+        default=SecretStr(""),
+        description="Redis for the job queue and the rate-limit counters (several gateways); "
+        "secret: it may hold a password",
+    )
+    shared_dir: Path | None = Field(
+        default=None,
+        description="uploads and results, on a volume every gateway mounts at this path; "
+        "empty means inside data_dir (one gateway)",
+    )
 
     # Image records and their embeddings (gateway/vectors/)
     vector_store: Literal["sqlite", "postgres"] = Field(
@@ -170,9 +201,17 @@ class Settings(BaseSettings):
         return self.data_dir / "gallery-audit.sqlite3"
 
     @property
+    def triton_urls(self) -> list[str]:
+        return list(self.triton_grpc_urls) or [self.triton_grpc_url]
+
+    @property
+    def files_dir(self) -> Path:
+        return self.shared_dir or self.data_dir
+
+    @property
     def results_dir(self) -> Path:
-        return self.data_dir / "results"
+        return self.files_dir / "results"
 
     @property
     def uploads_dir(self) -> Path:
-        return self.data_dir / "uploads"
+        return self.files_dir / "uploads"

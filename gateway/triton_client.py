@@ -1,7 +1,13 @@
-"""The gateway's one way to Triton: a single gRPC channel, a deadline on every call, Triton's
-errors turned into gateway errors (what each failure means is decided in
+"""The gateway's one way to Triton: one gRPC channel per Triton endpoint, a deadline on every
+call, Triton's errors turned into gateway errors (what each failure means is decided in
 `triton_core.failures`), a background readiness poll with the model catalog, and optional
-shared memory."""
+shared memory.
+
+With several endpoints (FACET_TRITON_GRPC_URLS) calls are spread over the ready ones
+(gateway/triton_endpoints.py). A call that finds its endpoint unreachable or its model not
+loaded there is sent to the next one: every call this client makes is idempotent (inference on
+stateless models, readiness and config reads; it loads and unloads nothing), so running one
+twice costs compute, never a wrong answer."""
 
 from __future__ import annotations
 
@@ -10,9 +16,9 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -29,6 +35,7 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.settings import Settings
+from gateway.triton_endpoints import Endpoint, EndpointPool
 from triton_core.catalog import ModelCatalog, ModelFacts, facts_from_config
 from triton_core.datatypes import triton_datatype
 from triton_core.failures import (
@@ -61,6 +68,16 @@ CLEANUP_TIMEOUT_S = 5.0  # unregistering a region must not wait on the request's
 DEFAULT_OUTPUT_REGION_BYTES = 256 * 1024 * 1024  # sparse: tmpfs uses pages only when written
 
 _TritonFailure = TRITON_FAILURES
+# Failures after which the same call goes to another endpoint: this one cannot serve it.
+ELSEWHERE = (FailureKind.UNAVAILABLE, FailureKind.MODEL_NOT_READY, FailureKind.MODEL_UNKNOWN)
+Client: TypeAlias = grpcaio.InferenceServerClient
+
+
+class _NotHere(Exception):
+    """A call's answer from one endpoint that sends it to the next (its model is not ready)."""
+
+
+Call: TypeAlias = Callable[[Client], Awaitable[Any]]
 
 
 def map_triton_error(exc: BaseException, model: str) -> FacetError:
@@ -90,6 +107,13 @@ def map_triton_error(exc: BaseException, model: str) -> FacetError:
     return UpstreamError(f"the inference server failed on model '{model}': {detail}")
 
 
+@dataclass(frozen=True)
+class _Poll:
+    live: bool
+    ready: bool
+    error: str | None
+
+
 @dataclass
 class _Readiness:
     server_live: bool = False
@@ -100,16 +124,16 @@ class _Readiness:
 
 
 class TritonClient:
-    """Async Triton client over one reused gRPC channel; create, `await start()`, `await close()`.
+    """Async Triton client over reused gRPC channels; create, `await start()`, `await close()`.
 
-    Every call carries a deadline, and every failure leaves as a `FacetError`. The channel
+    Every call carries a deadline, and every failure leaves as a `FacetError`. A channel
     reconnects by itself when Triton comes back on the same address, so a Triton restart needs
     no gateway restart.
     """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client: grpcaio.InferenceServerClient | None = None
+        self._pool: EndpointPool[Client] | None = None
         self._poller: asyncio.Task[None] | None = None
         self._models: set[str] = set()
         self._state = _Readiness()
@@ -117,10 +141,13 @@ class TritonClient:
 
     async def start(self) -> None:
         """Open the channel and start polling readiness; call from the serving event loop."""
-        if self._client is not None:
+        if self._pool is not None:
             raise RuntimeError("TritonClient is already started")
-        self._client = grpcaio.InferenceServerClient(
-            self._settings.triton_grpc_url, channel_args=channel_options()
+        self._pool = EndpointPool(
+            [
+                (url, grpcaio.InferenceServerClient(url, channel_args=channel_options()))
+                for url in self._settings.triton_urls
+            ]
         )
         self._poller = asyncio.create_task(self._poll_readiness(), name="triton-readiness")
 
@@ -131,9 +158,10 @@ class TritonClient:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            for endpoint in pool.endpoints:
+                await endpoint.client.close()
 
     async def infer(
         self,
@@ -151,23 +179,49 @@ class TritonClient:
         used with shared memory; default DEFAULT_OUTPUT_REGION_BYTES). Arrays received over
         gRPC are read-only views of the response.
         """
-        client = self._require_client()
         self._models.add(model)
         timeout = self._settings.triton_timeout_s if timeout_s is None else timeout_s
         if timeout <= 0:
             raise ValueError("timeout_s must be positive")
         deadline = asyncio.get_running_loop().time() + timeout
-        try:
-            # Strings (BYTES) have no fixed size to lay out in a region: they go on the wire.
-            has_strings = any(array.dtype == np.object_ for array in inputs.values())
-            has_strings |= self._returns_strings(model, outputs)
-            if self._settings.triton_use_shared_memory and not has_strings:
+        # Strings (BYTES) have no fixed size to lay out in a region: they go on the wire.
+        has_strings = any(array.dtype == np.object_ for array in inputs.values())
+        has_strings |= self._returns_strings(model, outputs)
+        shared = self._settings.triton_use_shared_memory and not has_strings
+
+        async def call(client: Client) -> dict[str, Array]:
+            if shared:
                 return await self._infer_shared(
                     client, model, inputs, outputs, deadline, output_nbytes or {}
                 )
-            return await self._infer_wire(client, model, inputs, outputs, timeout)
-        except _TritonFailure as exc:
-            raise map_triton_error(exc, model) from exc
+            return await self._infer_wire(client, model, inputs, outputs, _remaining(deadline))
+
+        result: dict[str, Array] = await self._call_any(call, model)
+        return result
+
+    async def _call_any(self, call: Call, model: str) -> Any:
+        """`call` on the endpoints in the pool's order until one answers; an endpoint that is
+        unreachable is taken out of the rotation (and the failure is the last one's)."""
+        pool = self._require_pool()
+        failure: BaseException | None = None
+        for endpoint in pool.candidates():
+            try:
+                answer = await call(endpoint.client)
+            except _NotHere:
+                continue
+            except _TritonFailure as exc:
+                kind = classify(exc).kind
+                if kind not in ELSEWHERE:
+                    raise map_triton_error(exc, model) from exc
+                if kind is FailureKind.UNAVAILABLE:
+                    pool.mark_failed(endpoint)
+                    self._log_endpoint(endpoint, exc)
+                failure = exc
+                continue
+            return answer
+        if failure is None:
+            raise ModelNotReady(model)
+        raise map_triton_error(failure, model) from failure
 
     def _returns_strings(self, model: str, outputs: Sequence[str]) -> bool:
         """Whether an asked-for output is a string tensor (caption_blip's captions,
@@ -266,14 +320,22 @@ class TritonClient:
     async def require_ready(self, model: str) -> bool:
         """True when `model` is ready; ModelNotReady when Triton says it is not, Unavailable
         ("inference server unavailable") when Triton cannot be reached at all."""
-        client = self._require_client()
         self._models.add(model)
+        timeout = self._probe_timeout()
+
+        async def ask(client: Client) -> bool:
+            if not await client.is_model_ready(model, client_timeout=timeout):
+                raise _NotHere  # the next endpoint may have it loaded
+            return True
+
         try:
-            ready = bool(await client.is_model_ready(model, client_timeout=self._probe_timeout()))
-        except _TritonFailure as exc:
-            self._state.error = _describe(exc)
+            ready = await self._call_any(ask, model)
+        except ModelNotReady:
+            ready = False
+        except FacetError as exc:
+            self._state.error = exc.detail
             self._state.models[model] = False
-            raise map_triton_error(exc, model) from exc
+            raise
         self._state.models[model] = ready
         if not ready:
             raise ModelNotReady(model)
@@ -299,11 +361,10 @@ class TritonClient:
         known = self._catalog.get(model)
         if known is not None:
             return known
-        client = self._require_client()
-        try:
-            answer = await client.get_model_config(model, client_timeout=self._probe_timeout())
-        except _TritonFailure as exc:
-            raise map_triton_error(exc, model) from exc
+        timeout = self._probe_timeout()
+        answer = await self._call_any(
+            lambda client: client.get_model_config(model, client_timeout=timeout), model
+        )
         facts = facts_from_config(answer.config)
         self._catalog = self._catalog.with_model(facts)
         # Its steps too: a poll that ran while they loaded left them out, and their weight
@@ -325,28 +386,71 @@ class TritonClient:
             "models": dict(state.models),
             "checked_at": state.checked_at,
             "error": state.error,
+            "endpoints": self._pool.describe() if self._pool is not None else [],
         }
 
     async def check_readiness(self) -> dict[str, Any]:
-        """Poll Triton once now and return the new snapshot."""
-        client = self._require_client()
+        """Poll every endpoint once now and return the new snapshot: the server is ready when
+        one endpoint is, a model when it is ready on one that is."""
+        pool = self._require_pool()
         timeout = self._probe_timeout()
         models = sorted(self._models)
+        polls = await asyncio.gather(*(self._poll_endpoint(e, timeout) for e in pool.endpoints))
         state = _Readiness(models={name: False for name in models})
+        state.server_live = any(poll.live for poll in polls)
+        state.server_ready = any(poll.ready for poll in polls)
+        errors = [poll.error for poll in polls if poll.error]
+        ready = [e for e, poll in zip(pool.endpoints, polls, strict=True) if poll.ready]
         try:
-            state.server_live = bool(await client.is_server_live(client_timeout=timeout))
-            state.server_ready = bool(await client.is_server_ready(client_timeout=timeout))
-            answers = await asyncio.gather(
-                *(client.is_model_ready(name, client_timeout=timeout) for name in models)
-            )
-            state.models = {name: bool(ready) for name, ready in zip(models, answers, strict=True)}
-            self._catalog = await self._read_catalog(client, timeout)
+            for endpoint in ready:
+                answers = await asyncio.gather(
+                    *(endpoint.client.is_model_ready(m, client_timeout=timeout) for m in models)
+                )
+                for name, answer in zip(models, answers, strict=True):
+                    state.models[name] = state.models[name] or bool(answer)
+            if ready:
+                self._catalog = await self._read_catalog(ready[0].client, timeout)
         except _TritonFailure as exc:
-            state.error = _describe(exc)
+            errors.append(_describe(exc))
+        state.error = "; ".join(errors) or None
         state.checked_at = time.time()
         self._log_change(state)
         self._state = state
         return self.readiness()
+
+    async def _poll_endpoint(self, endpoint: Endpoint[Client], timeout: float) -> _Poll:
+        """One endpoint's health check; its answer puts it in or out of the rotation."""
+        pool = self._require_pool()
+        try:
+            live = bool(await endpoint.client.is_server_live(client_timeout=timeout))
+            ready = live and bool(await endpoint.client.is_server_ready(client_timeout=timeout))
+        except _TritonFailure as exc:
+            pool.mark_failed(endpoint)
+            return _Poll(False, False, self._endpoint_error(endpoint, exc))
+        if ready:
+            pool.mark_ready(endpoint)
+        else:
+            pool.mark_failed(endpoint)
+        return _Poll(live, ready, None if ready else f"{self._name(endpoint)}: not ready")
+
+    def _name(self, endpoint: Endpoint[Client]) -> str:
+        single = len(self._require_pool().endpoints) == 1
+        return "Triton" if single else f"Triton {endpoint.index} ({endpoint.url})"
+
+    def _endpoint_error(self, endpoint: Endpoint[Client], exc: BaseException) -> str:
+        described = _describe(exc)
+        return (
+            described
+            if len(self._require_pool().endpoints) == 1
+            else (f"{self._name(endpoint)}: {described}")
+        )
+
+    def _log_endpoint(self, endpoint: Endpoint[Client], exc: BaseException) -> None:
+        logger.warning(
+            "%s unreachable, out of rotation for a while: %s",
+            self._name(endpoint),
+            _describe(exc),
+        )
 
     async def _read_catalog(
         self, client: grpcaio.InferenceServerClient, timeout: float
@@ -378,10 +482,10 @@ class TritonClient:
     def _probe_timeout(self) -> float:
         return min(PROBE_TIMEOUT_S, self._settings.triton_timeout_s)
 
-    def _require_client(self) -> grpcaio.InferenceServerClient:
-        if self._client is None:
+    def _require_pool(self) -> EndpointPool[Client]:
+        if self._pool is None:
             raise RuntimeError("TritonClient.start() has not been awaited")
-        return self._client
+        return self._pool
 
 
 def _remaining(deadline: float) -> float:

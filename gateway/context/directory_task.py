@@ -129,7 +129,7 @@ class DirectoryTask:
         self._record(job.id, 0.0, f"Found {len(paths)} images")
 
         def progress(done: int, total: int, last: str) -> None:
-            if self._store.status_of(job.id) != "processing":
+            if not self._store.holds(job.id):
                 raise JobCancelled("the task was cancelled")
             percent = 100.0 * done / max(1, total)
             self._record(job.id, min(percent, 99.9), f"Processing image {done} of {total}")

@@ -48,7 +48,7 @@ class BatchRestoreJob:
         for index, url in enumerate(urls):
             if index < len(results):
                 continue
-            if await asyncio.to_thread(self._store.status_of, job.id) != "processing":
+            if not await asyncio.to_thread(self._store.holds, job.id):
                 raise JobCancelled("batch cancelled")
             results.append(await self._restore_one(url, options))
             await asyncio.to_thread(self._store.set_outcome, job.id, {"results": results})

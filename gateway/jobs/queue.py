@@ -22,8 +22,8 @@ TASK_NAME = "facet.run_job"
 
 
 def build_huey(settings: Settings) -> Huey:
-    if settings.redis_url:
-        return RedisHuey("facet", url=settings.redis_url, results=False)
+    if url := settings.redis_url.get_secret_value():
+        return RedisHuey("facet", url=url, results=False)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return SqliteHuey("facet", filename=str(settings.data_dir / "queue.sqlite3"), results=False)
 
@@ -31,6 +31,7 @@ def build_huey(settings: Settings) -> Huey:
 class JobQueue:
     def __init__(self, huey: Huey, handler: Callable[[str], None]) -> None:
         self._huey = huey
+        self.shared = isinstance(huey, RedisHuey)
         self._enqueue = huey.task(name=TASK_NAME)(handler)
         self._stop = threading.Event()
         # Set on enqueue so an idle worker of this process starts at once instead of at its next
@@ -39,8 +40,21 @@ class JobQueue:
         self._threads: list[threading.Thread] = []
 
     def enqueue(self, job_id: str) -> None:
-        self._enqueue(job_id)
+        """Send a job's message. A failure here loses nothing: the job is already `queued` in
+        the store, and the heartbeat (gateway/jobs/recovery.py) sends it again."""
+        try:
+            self._enqueue(job_id)
+        except Exception as error:  # the queue's own errors (redis-py's) vary by backend
+            log.warning("enqueueing job %s failed (%s); the heartbeat resends it", job_id, error)
         self._wake.set()
+
+    def ping(self) -> bool:
+        """Whether the queue's storage answers (for /health)."""
+        try:
+            self._huey.pending_count()
+        except Exception:
+            return False
+        return True
 
     def pending_ids(self) -> set[str]:
         """Job ids whose messages are still waiting in the queue."""

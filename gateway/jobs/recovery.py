@@ -1,17 +1,26 @@
-"""Start-up recovery: no job stays `processing` forever and none is lost after a crash.
+"""No job stays `processing` forever and none is lost: after a crash, and while gateways die.
 
 A `kill -9` leaves rows that say `processing` with no worker behind them, and may lose a queue
-message written just before the crash. Both are repaired from the job store, the source of truth.
-This assumes one gateway owns the SQLite store; with several gateways sharing Redis, a restart
-would also requeue jobs that another gateway is still running (they would then run twice)."""
+message (written just before the crash, or taken off the queue by a gateway that died before
+claiming it). Both are repaired from the job store, the source of truth: at start-up, and then
+every few seconds by each gateway (`LeaseKeeper`), which also renews its own leases. On a
+shared store only expired leases are taken over, and the guarded UPDATE lets one gateway win;
+a duplicate queue message is harmless, since a job is claimed only while `queued`."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass
 
 from gateway.jobs.queue import JobQueue
 from gateway.jobs.store import JobStore
 from gateway.storage import FileStore
+
+log = logging.getLogger(__name__)
+RESTART_REASON = "interrupted by a gateway restart"
+LOST_REASON = "its gateway stopped answering"
 
 
 @dataclass(frozen=True)
@@ -20,28 +29,83 @@ class RecoveryReport:
     failed: list[str]
     re_enqueued: list[str]
 
+    def __bool__(self) -> bool:
+        return bool(self.requeued or self.failed or self.re_enqueued)
+
 
 def recover_jobs(
-    store: JobStore, queue: JobQueue, files: FileStore, max_attempts: int
+    store: JobStore,
+    queue: JobQueue,
+    files: FileStore,
+    max_attempts: int,
+    *,
+    at_start: bool = True,
 ) -> RecoveryReport:
     """Requeue interrupted jobs with attempts left, fail the others (removing their uploads at
-    once: nothing will read them again), and re-enqueue queued jobs whose message was lost."""
-    requeued, failed, re_enqueued = [], [], []
-    for job_id in store.ids_with_status("processing"):
+    once: nothing will read them again), and re-enqueue queued jobs whose message was lost.
+
+    At start-up an embedded store's running jobs are all a dead predecessor's; a shared one's
+    only once their lease expired. Queued jobs count as lost only when they have waited a lease
+    period without a message (a younger one may be between its insert and its enqueue)."""
+    everything = at_start and not store.shared
+    reason = RESTART_REASON if everything else LOST_REASON
+    taken = store.take_over_expired(max_attempts, reason=reason, everything=everything)
+    for job_id in taken.requeued:
+        queue.enqueue(job_id)
+    for job_id in taken.failed:
         job = store.get(job_id)
-        if job is None:
-            continue
-        if job.attempts >= max_attempts:
-            reason = f"interrupted by a gateway restart after {job.attempts} attempt(s)"
-            if store.fail(job_id, reason):
-                files.remove(job.input_path)
-                failed.append(job_id)
-        elif store.requeue(job_id, "interrupted by a gateway restart; running it again"):
-            queue.enqueue(job_id)
-            requeued.append(job_id)
+        if job is not None:
+            files.remove(job.input_path)
     pending = queue.pending_ids()
-    for job_id in store.ids_with_status("queued"):
-        if job_id not in pending and job_id not in requeued:
-            queue.enqueue(job_id)
-            re_enqueued.append(job_id)
-    return RecoveryReport(requeued, failed, re_enqueued)
+    grace = 0.0 if everything else store.lease_s
+    lost = [
+        job_id
+        for job_id in store.stale_queued(time.time() - grace)
+        if job_id not in pending and job_id not in taken.requeued
+    ]
+    for job_id in lost:
+        queue.enqueue(job_id)
+    return RecoveryReport(taken.requeued, taken.failed, lost)
+
+
+class LeaseKeeper:
+    """Each gateway's heartbeat: renew its leases, take over the dead's, re-send lost messages.
+
+    It runs on a thread of its own, not the event loop: a loop kept busy by a long request must
+    not look like a dead gateway to the others."""
+
+    def __init__(
+        self, store: JobStore, queue: JobQueue, files: FileStore, max_attempts: int
+    ) -> None:
+        self._store, self._queue, self._files = store, queue, files
+        self._max_attempts = max_attempts
+        self.interval_s = store.lease_s / 3
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="facet-leases", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.beat()
+
+    def beat(self) -> None:
+        try:
+            self._store.renew_leases()
+            report = recover_jobs(
+                self._store, self._queue, self._files, self._max_attempts, at_start=False
+            )
+        except Exception:  # the next beat tries again; a storage outage must not end them
+            log.exception("the job heartbeat failed")
+            return
+        if report:
+            log.warning("took over jobs: %s", report)

@@ -91,8 +91,8 @@ class JobRunner:
                 log.warning("job %s: %s; retrying in %.0f s", job.id, exc.detail, pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, MAX_PAUSE_S)
-            if await asyncio.to_thread(self._store.status_of, job.id) != "processing":
-                raise JobCancelled("cancelled while waiting for the inference server")
+            if not await asyncio.to_thread(self._store.holds, job.id):
+                raise JobCancelled("cancelled (or taken over) while waiting for Triton")
 
     async def _retry_or_fail(self, job: Job, reason: str, exc: Unavailable) -> None:
         if job.attempts < self._max_attempts:

@@ -85,7 +85,7 @@ class UpscaleJob:
         await asyncio.to_thread(self._store.set_progress, job_id, int(fraction * 99))
 
     async def _is_cancelled(self, job_id: str) -> bool:
-        return await asyncio.to_thread(self._store.status_of, job_id) != "processing"
+        return not await asyncio.to_thread(self._store.holds, job_id)
 
     def synthetic_models(self, parameters: dict[str, object]) -> list[str]:
         """The models on synthetic weights that a job with `parameters` runs."""

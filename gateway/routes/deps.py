@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from fastapi import Request
 
+from gateway.proxies import client_address
 from gateway.services import Services
 
 
@@ -15,7 +16,10 @@ def services_of(request: Request) -> Services:
 
 
 def client_key(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The address limits count under: the peer, or behind a trusted proxy the client it names."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = services_of(request).trusted_proxies
+    return client_address(peer, request.headers.get("x-forwarded-for"), trusted)
 
 
 def rate_limited(group: str) -> Callable[[Request], None]:

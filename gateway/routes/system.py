@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from gateway import __version__
 from gateway.openapi import RETRY_AFTER, errors
 from gateway.routes.deps import rate_limited, services_of
+from gateway.services import Services
 from gateway.system import health_system, metrics_system
 from gateway.triton_client import UNAVAILABLE_RETRY_AFTER_S
 from gateway.weights import describe_model
@@ -36,6 +37,24 @@ class TritonReadiness(BaseModel):
     models: dict[str, bool]
     checked_at: float | None = None
     error: str | None = None
+    # One entry per FACET_TRITON_GRPC_URLS endpoint, in that order; addresses are left out.
+    endpoints: list[dict[str, Any]] = []
+
+
+class StatePart(BaseModel):
+    backend: str
+    connected: bool
+
+
+class SharedState(BaseModel):
+    """Where this gateway keeps what several gateways must share, as connected now."""
+
+    jobs: StatePart
+    queue: StatePart
+    rate_limits: StatePart
+    vectors: str
+    files: str
+    instance: str
 
 
 class HealthResponse(BaseModel):
@@ -43,6 +62,7 @@ class HealthResponse(BaseModel):
     timestamp: float
     version: str
     redis: str
+    state: SharedState
     system: dict[str, Any]
     triton: TritonReadiness
     models: dict[str, ModelHealth]
@@ -106,11 +126,13 @@ async def health(request: Request) -> JSONResponse:
     models.update(services.faces.models())
     models.update(services.swap.models())
     models.update(services.recognition.models())
+    state = await asyncio.to_thread(shared_state, services)
     fields: dict[str, Any] = {
         "status": "healthy" if ready else "unhealthy",
         "timestamp": time.time(),
         "version": __version__,
-        "redis": "connected" if services.settings.redis_url else "not used (embedded SQLite queue)",
+        "redis": redis_word(state),
+        "state": state,
         "system": await asyncio.to_thread(health_system, services.settings.data_dir),
         "triton": public_readiness(services.triton.readiness()),
         "models": models,
@@ -127,6 +149,31 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(
         body, status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
     )
+
+
+def shared_state(services: Services) -> SharedState:
+    """Each store asked, not the settings read: a configured Redis that is down says so."""
+    settings = services.settings
+    return SharedState(
+        jobs=StatePart(backend=services.store.backend, connected=services.store.ping()),
+        queue=StatePart(
+            backend="redis" if services.queue.shared else "sqlite",
+            connected=services.queue.ping(),
+        ),
+        rate_limits=StatePart(
+            backend=services.limiter.backend, connected=services.limiter.check_storage()
+        ),
+        vectors=settings.vector_store,
+        files=str(settings.files_dir),
+        instance=services.store.owner,
+    )
+
+
+def redis_word(state: SharedState) -> str:
+    """The seed's `redis` field: connected or disconnected, when there is a Redis at all."""
+    if state.queue.backend != "redis":
+        return "not used (embedded SQLite queue)"
+    return "connected" if state.queue.connected and state.rate_limits.connected else "disconnected"
 
 
 def public_readiness(readiness: dict[str, Any]) -> dict[str, Any]:
@@ -151,7 +198,9 @@ async def metrics(request: Request) -> dict[str, Any]:
     return {
         "timestamp": time.time(),
         "system": await asyncio.to_thread(metrics_system, services.settings.data_dir),
-        "queue": {"backend": "redis" if services.settings.redis_url else "sqlite"},
+        "queue": {
+            "backend": "redis" if services.settings.redis_url.get_secret_value() else "sqlite"
+        },
         "jobs": {
             "total_processed": totals.total_processed,
             "current_queue_length": queued,

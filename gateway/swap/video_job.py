@@ -80,7 +80,7 @@ class SwapVideoJob:
         progress = ProgressRecorder(self._store, job.id)
 
         async def transform(frames: list[Image]) -> list[Image]:
-            if await asyncio.to_thread(self._store.status_of, job.id) != "processing":
+            if not await asyncio.to_thread(self._store.holds, job.id):
                 raise JobCancelled("the job was cancelled")
             return await self._swap.transform(
                 frames, request, identity, stats, scale_percent=100, reference=reference

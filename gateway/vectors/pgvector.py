@@ -30,6 +30,7 @@ from psycopg.types import TypeInfo
 from psycopg.types.json import Jsonb
 
 from gateway.errors import Unavailable
+from gateway.postgres import driver_reason
 from gateway.vectors.store import (
     DEFAULT_SPACES,
     DuplicatePair,
@@ -219,7 +220,7 @@ class PgVectorStore:
         try:
             return psycopg.connect(self._url, autocommit=True, connect_timeout=self._timeout)
         except psycopg.OperationalError as exc:
-            raise Unavailable(f"the vector database is unreachable: {_reason(exc)}") from exc
+            raise Unavailable(f"the vector database is unreachable: {driver_reason(exc)}") from exc
 
     @contextmanager
     def _session(self) -> Iterator[Connection]:
@@ -231,7 +232,7 @@ class PgVectorStore:
                     _register_vector(self._conn)
                 yield self._conn
             except psycopg.OperationalError as exc:
-                raise Unavailable(f"the vector database failed: {_reason(exc)}") from exc
+                raise Unavailable(f"the vector database failed: {driver_reason(exc)}") from exc
 
     # -- schema ------------------------------------------------------------------------------
 
@@ -367,8 +368,3 @@ def _register_vector(conn: Connection) -> None:
     dumper = type("VectorDumper", (_VectorDumper,), {"oid": info.oid})
     conn.adapters.register_dumper(np.ndarray, dumper)
     conn.adapters.register_loader(info.oid, _VectorLoader)
-
-
-def _reason(exc: Exception) -> str:
-    """The first line of the driver's message: never the URL, which may carry a password."""
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -10,7 +10,8 @@ from gateway.errors import Unavailable
 from gateway.jobs import runner as runner_module
 from gateway.jobs.recovery import recover_jobs
 from gateway.jobs.runner import JobRunner
-from gateway.jobs.store import Job, JobStore
+from gateway.jobs.sqlite_store import SqliteJobStore as JobStore
+from gateway.jobs.store import Job
 from gateway.storage import FileStore
 from tests.unit.test_job_store import FakeQueue
 

@@ -15,6 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 from gateway.settings import Settings
 from gateway.triton_client import TritonClient
+from gateway.triton_endpoints import EndpointPool
 
 REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
 
@@ -39,7 +40,7 @@ class FakeTriton:
 
 def client_with(fake: FakeTriton) -> TritonClient:
     client = TritonClient(Settings())
-    client._client = fake  # type: ignore[assignment]
+    client._pool = EndpointPool([("fake", fake)])  # type: ignore[list-item]
     return client
 
 
