@@ -93,3 +93,18 @@ pg:
 
 pg-stop:
 	@bash scripts/pg.sh stop $(RUN)/pg
+
+# Redis for FACET_REDIS_URL (the shared job queue and rate-limit counters): installs Debian's
+# redis-server when missing, starts one in run/redis on a free loopback port with a random
+# password and prints its URL. `make redis-stop` stops it.
+.PHONY: redis redis-stop scaleout-test
+redis:
+	@bash scripts/redis.sh start $(RUN)/redis
+
+redis-stop:
+	@bash scripts/redis.sh stop $(RUN)/redis
+
+# Two Tritons and two gateways on one PostgreSQL and one Redis (all started by the test from
+# the project's scripts), one gateway and one Triton killed mid-load; `make test` runs it too.
+scaleout-test: install
+	$(PY) -m pytest tests/scaleout -q

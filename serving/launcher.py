@@ -428,6 +428,13 @@ class TritonServer:
         """Return the exit code once the process has ended, else None."""
         return None if self._process is None else self._process.poll()
 
+    def kill(self) -> None:
+        """SIGKILL Triton at once, as a crash would (tests of what survives one); `stop()`
+        afterwards reaps its stubs."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
     def stop(self) -> None:
         """SIGTERM, wait for Triton to drain and unload, SIGKILL if it hangs; reap its stubs."""
         process, self._process = self._process, None
