@@ -7,7 +7,7 @@ REPO   ?= model_repository
 WEIGHTS ?= auto
 MODELS ?= all
 
-.PHONY: install models serve triton up down test lint typecheck unit integration clean
+.PHONY: install models serve triton up down test lint typecheck unit integration clean deploy-check
 RUN    := run
 GATEWAY_URL := http://127.0.0.1:8000
 
@@ -67,8 +67,13 @@ unit: install
 integration: install
 	$(PY) -m pytest tests/integration -q
 
-test: lint typecheck
+test: lint typecheck deploy-check
 	$(PY) -m pytest tests -q
+
+# docker-compose.yml, the Dockerfiles, the Helm chart and the KServe example, validated without
+# Docker or a cluster by pinned tools in their own venv (build/deploy-tools): scripts/check_deploy.sh.
+deploy-check:
+	bash scripts/check_deploy.sh
 
 clean:
 	rm -rf $(VENV) run build

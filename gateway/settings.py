@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from triton_core.batching import DEFAULT_CONTEXT_BATCH_IMAGES
 from triton_core.tiling import DEFAULT_PRE_PAD, DEFAULT_TILE, DEFAULT_TILE_PAD
 
 
@@ -134,7 +136,10 @@ class Settings(BaseSettings):
         "(created at start); a relative path starts in the first",
     )
     context_batch_images: int = Field(
-        default=8, ge=1, le=64, description="images whose context is computed in one batch"
+        default=DEFAULT_CONTEXT_BATCH_IMAGES,
+        ge=1,
+        le=64,
+        description="images whose context is computed in one batch",
     )
     context_object_score: float = Field(
         default=0.35, ge=0.0, le=1.0, description="NanoDet score from which an object is listed"
@@ -183,6 +188,17 @@ class Settings(BaseSettings):
     rate_limit_status: int = 60
     rate_limit_other: int = 30
     rate_limits_enabled: bool = True
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks_parse(cls, entries: list[str]) -> list[str]:
+        """A typo in a proxy's address fails at start-up, naming the entry."""
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError as error:
+                raise ValueError(f"FACET_TRUSTED_PROXIES entry {entry!r}: {error}") from None
+        return entries
 
     @property
     def database_path(self) -> Path:

@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 Array = npt.NDArray[Any]
+
+# How many images the Image Context Extractor computes together (one BLIP, one CLIP and one
+# MiniLM call per batch): one source for the gateway's FACET_CONTEXT_BATCH_IMAGES default and
+# the TensorRT profiles' optimum batch of those models (the batch those engines really get).
+DEFAULT_CONTEXT_BATCH_IMAGES: Final = 8
 
 
 def batch_slices(count: int, limit: int) -> list[slice]:
