@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from triton_core.batching import DEFAULT_CONTEXT_BATCH_IMAGES
@@ -199,6 +199,17 @@ class Settings(BaseSettings):
             except ValueError as error:
                 raise ValueError(f"FACET_TRUSTED_PROXIES entry {entry!r}: {error}") from None
         return entries
+
+    @model_validator(mode="after")
+    def _shared_queue_needs_a_shared_store(self) -> Settings:
+        """A job taken off a shared queue by a gateway whose own SQLite has no row for it would
+        be dropped without a word: Redis comes with the PostgreSQL job store or not at all."""
+        if self.redis_url.get_secret_value() and self.job_store != "postgres":
+            raise ValueError(
+                "FACET_REDIS_URL shares the job queue between gateways, so their job records "
+                "must be shared too: set FACET_JOB_STORE=postgres (and FACET_POSTGRES_URL)"
+            )
+        return self
 
     @property
     def database_path(self) -> Path:
