@@ -34,6 +34,7 @@ from gateway.routes import (
     recognition_images,
     restore,
     system,
+    ui,
     upscale,
 )
 from gateway.services import Services, start_services
@@ -56,6 +57,8 @@ tasks; WebSockets at `/ws`, `/ws/processing`, `/ws/search`, statistics at `/ws/s
 the AI Multimedia Platform's recognition APIs (`/api/face-recognition/…` with a consent-first
 face gallery, `/api/image-recognition/…`, the live camera at `/ws/camera`).
 Prometheus metrics of the gateway are at `/metrics/prometheus`; Triton's own on its metrics port.
+
+**[Open the web page](/ui/)** to upscale and restore images in the browser.
 """
 
 
@@ -351,6 +354,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(recognition_faces.router)
     app.include_router(recognition_images.router)
     app.include_router(camera.router)
+    app.include_router(ui.router)
     app.include_router(ws_router(hub, live_search(app), ws_limits(settings)))
     install_offline_docs(app)
     install_openapi(app)
