@@ -17,11 +17,8 @@ def parse_networks(entries: Iterable[str]) -> list[Network]:
 
 
 def is_trusted(address: str, networks: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
+    ip = _address(address)
+    return ip is not None and any(ip in network for network in networks)
 
 
 def client_address(peer: str, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
@@ -32,13 +29,24 @@ def client_address(peer: str, forwarded_for: str | None, trusted: Sequence[Netwo
     hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
     for hop in reversed(hops):
         if not is_trusted(hop, trusted):
-            return hop if _is_address(hop) else peer
-    return hops[0] if hops else peer
+            ip = _address(hop)
+            return str(ip) if ip is not None else peer
+    first = _address(hops[0]) if hops else None
+    return str(first) if first is not None else peer
 
 
-def _is_address(text: str) -> bool:
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as proxies write it: bare, `a.b.c.d:port` or `[v6]:port`; an IPv4 address
+    mapped into IPv6 (`::ffff:a.b.c.d`, a dual-stack socket's peer) is the IPv4 address."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else text
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
     try:
-        ipaddress.ip_address(text)
+        ip = ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return True
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip

@@ -29,7 +29,14 @@ class RateLimiter:
             group: RateLimitItemPerSecond(amount, window_s, namespace=NAMESPACE)
             for group, amount in limits.items()
         }
-        storage = storage_from_string(storage_uri)
+        try:
+            storage = storage_from_string(storage_uri)
+        except Exception:  # its message would quote the URL, password and all
+            scheme = storage_uri.split(":", 1)[0]
+            raise ValueError(
+                f"FACET_REDIS_URL: the rate-limit counters cannot use a {scheme!r} URL "
+                "(redis:// or rediss://)"
+            ) from None
         assert isinstance(storage, Storage), "a synchronous storage URI (no async+ scheme)"
         self._storage = storage
         self._strategy = MovingWindowRateLimiter(self._storage)

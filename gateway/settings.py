@@ -209,6 +209,12 @@ class Settings(BaseSettings):
                 "FACET_REDIS_URL shares the job queue between gateways, so their job records "
                 "must be shared too: set FACET_JOB_STORE=postgres (and FACET_POSTGRES_URL)"
             )
+        if self.job_store == "postgres" and self.shared_dir is None:
+            raise ValueError(
+                "FACET_JOB_STORE=postgres lets another gateway take over a job, which then "
+                "needs the job's upload and result files: set FACET_SHARED_DIR to a volume "
+                "every gateway mounts"
+            )
         return self
 
     @property

@@ -211,6 +211,8 @@ class TritonClient:
                 continue
             except _TritonFailure as exc:
                 kind = classify(exc).kind
+                if kind is FailureKind.DEADLINE:  # stalled: not retried, but given a rest
+                    pool.mark_failed(endpoint)
                 if kind not in ELSEWHERE:
                     raise map_triton_error(exc, model) from exc
                 if kind is FailureKind.UNAVAILABLE:

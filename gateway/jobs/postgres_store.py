@@ -16,11 +16,14 @@ from psycopg.rows import DictRow, dict_row
 
 from gateway.errors import Unavailable
 from gateway.jobs.store import COLUMNS, DEFAULT_LEASE_S, LATER_COLUMNS, JobStore, Session
-from gateway.postgres import driver_reason
+from gateway.postgres import KEEPALIVES, NOT_A_URL, driver_reason
 
 TABLE = "facet_jobs"
 TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,40}")
 Connection = psycopg.Connection[DictRow]
+# Every wait bounded: a statement or a lock wait (the admission lock held by a frozen gateway)
+# gives up after seconds, so the heartbeat never blocks for a lease's length.
+TIMEOUTS = "-c lock_timeout=5000 -c statement_timeout=20000"
 
 
 def _postgres_sql(sql: str, table: str) -> str:
@@ -59,8 +62,15 @@ class PostgresJobStore(JobStore):
     def _open(self) -> Connection:
         try:
             return psycopg.connect(
-                self._url, autocommit=True, connect_timeout=self._timeout, row_factory=dict_row
+                self._url,
+                autocommit=True,
+                connect_timeout=self._timeout,
+                row_factory=dict_row,
+                options=TIMEOUTS,
+                **KEEPALIVES,
             )
+        except psycopg.ProgrammingError:  # its message quotes the URL, password and all
+            raise ValueError(NOT_A_URL) from None
         except psycopg.OperationalError as exc:
             raise Unavailable(f"the job database is unreachable: {driver_reason(exc)}") from exc
 

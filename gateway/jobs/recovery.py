@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.jobs.queue import JobQueue
@@ -71,8 +72,11 @@ def recover_jobs(
 class LeaseKeeper:
     """Each gateway's heartbeat: renew its leases, take over the dead's, re-send lost messages.
 
-    It runs on a thread of its own, not the event loop: a loop kept busy by a long request must
-    not look like a dead gateway to the others."""
+    Two threads of their own, not the event loop: a loop kept busy by a long request must not
+    look like a dead gateway to the others, and a slow take-over (a Redis that hangs) must not
+    hold up this gateway's own renewals. After a renewal fails (the store was unreachable,
+    so every gateway's renewals failed too), nothing is taken over for one lease period: the
+    others need that long to renew theirs."""
 
     def __init__(
         self, store: JobStore, queue: JobQueue, files: FileStore, max_attempts: int
@@ -80,32 +84,45 @@ class LeaseKeeper:
         self._store, self._queue, self._files = store, queue, files
         self._max_attempts = max_attempts
         self.interval_s = store.lease_s / 3
+        self._failed_at = float("-inf")
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="facet-leases", daemon=True)
-        self._thread.start()
+        for name, beat in (("renew", self.renew), ("take-over", self.take_over)):
+            thread = threading.Thread(
+                target=self._every_interval, args=(beat,), name=f"facet-leases-{name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout_s)
+        self._threads.clear()
 
-    def _loop(self) -> None:
+    def _every_interval(self, beat: Callable[[], None]) -> None:
         while not self._stop.wait(self.interval_s):
-            self.beat()
+            beat()
 
-    def beat(self) -> None:
+    def renew(self) -> None:
         try:
             self._store.renew_leases()
+        except Exception:  # the next beat tries again; a storage outage must not end them
+            self._failed_at = time.monotonic()
+            log.exception("renewing this gateway's job leases failed")
+
+    def take_over(self) -> None:
+        if time.monotonic() - self._failed_at < self._store.lease_s:
+            return
+        try:
             report = recover_jobs(
                 self._store, self._queue, self._files, self._max_attempts, at_start=False
             )
-        except Exception:  # the next beat tries again; a storage outage must not end them
-            log.exception("the job heartbeat failed")
+        except Exception:  # retried at the next beat
+            log.exception("taking over expired jobs failed")
             return
         if report:
             log.warning("took over jobs: %s", report)

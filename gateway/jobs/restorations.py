@@ -27,8 +27,11 @@ def store_restoration(
     encoded = encode_image(image, fit_alpha(alpha, image.shape), fmt)
     job = store.create("restore", parameters, original_filename, "")
     store.claim(job.id)
-    result_id, path = files.save_result(encoded, fmt)
-    store.complete(job.id, result_id, str(path), media_type_for(fmt))
+    try:
+        result_id, path = files.save_result(encoded, fmt)
+        store.complete(job.id, result_id, str(path), media_type_for(fmt))
+    finally:
+        store.release(job.id)
     done = store.get(job.id)
     assert done is not None
     return done

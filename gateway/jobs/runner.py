@@ -55,6 +55,7 @@ class JobRunner:
         job = await asyncio.to_thread(self._store.claim, job_id)
         if job is None:  # cancelled while queued, or already taken
             return
+        requeued = False
         try:
             handler = self._handlers.get(job.kind)
             if handler is None:
@@ -63,7 +64,8 @@ class JobRunner:
         except JobCancelled:
             log.info("job %s cancelled while running", job_id)
         except Unavailable as exc:
-            await self._retry_or_fail(job, f"inference service unavailable: {exc.detail}", exc)
+            reason = f"inference service unavailable: {exc.detail}"
+            requeued = await self._retry_or_fail(job, reason, exc)
         except FacetError as exc:
             await asyncio.to_thread(self._store.fail, job_id, exc.detail)
         except Exception as exc:
@@ -72,6 +74,11 @@ class JobRunner:
                 self._store.fail, job_id, f"internal error ({type(exc).__name__})"
             )
         finally:
+            # Released before the message goes out again: a worker of this process may take
+            # the requeued job at once, and its claim waits for this run to have ended.
+            self._store.release(job_id)
+            if requeued:
+                self._requeue(job_id)
             await self._cleanup_input(job_id)
 
     async def _run_patiently(self, handler: JobHandler, job: Job) -> None:
@@ -94,13 +101,15 @@ class JobRunner:
             if not await asyncio.to_thread(self._store.holds, job.id):
                 raise JobCancelled("cancelled (or taken over) while waiting for Triton")
 
-    async def _retry_or_fail(self, job: Job, reason: str, exc: Unavailable) -> None:
+    async def _retry_or_fail(self, job: Job, reason: str, exc: Unavailable) -> bool:
+        """Requeue the job while it has attempts left (True: its message is to be re-sent),
+        else fail it."""
         if job.attempts < self._max_attempts:
             await asyncio.sleep(min(float(exc.retry_after or 1), RETRY_PAUSE_CAP_S))
             if await asyncio.to_thread(self._store.requeue, job.id, reason):
-                self._requeue(job.id)
-                return
+                return True
         await asyncio.to_thread(self._store.fail, job.id, reason)
+        return False
 
     async def _cleanup_input(self, job_id: str) -> None:
         job = await asyncio.to_thread(self._store.get, job_id)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -143,6 +144,12 @@ class JobStore(ABC):
     def __init__(self, owner: str | None = None, lease_s: float = DEFAULT_LEASE_S) -> None:
         self.owner = owner or new_owner()
         self.lease_s = lease_s
+        # Jobs a run of this process holds or held and has not finished: a lease is this
+        # gateway's, not one run's, so a second claim of the same job here (its lease lapsed,
+        # another gateway requeued it, its message came back) must wait for the first run to
+        # end, or both runs would pass the owner guard.
+        self._local_runs: set[str] = set()
+        self._local_lock = threading.Lock()
 
     @abstractmethod
     def _session(self, *, exclusive: bool = False) -> AbstractContextManager[Session]:
@@ -218,16 +225,34 @@ class JobStore(ABC):
 
     def claim(self, job_id: str) -> Job | None:
         """queued → processing under this gateway's lease; None when the job is gone or no
-        longer queued (cancelled, or another worker took it)."""
+        longer queued (cancelled, or another worker took it), and while an earlier run of it
+        in this process has not ended (`release`)."""
+        with self._local_lock:
+            if job_id in self._local_runs:
+                return None
+            self._local_runs.add(job_id)
         now = time.time()
-        with self._session() as db:
-            claimed = db.run(
-                "UPDATE {jobs} SET status = 'processing', attempts = attempts + 1,"
-                " started_at = ?, progress = 0, lease_owner = ?, lease_expires_at = ?"
-                " WHERE id = ? AND status = 'queued'",
-                (now, self.owner, now + self.lease_s, job_id),
-            )
-        return self.get(job_id) if claimed == 1 else None
+        try:
+            with self._session() as db:
+                claimed = db.run(
+                    "UPDATE {jobs} SET status = 'processing', attempts = attempts + 1,"
+                    " started_at = ?, progress = 0, lease_owner = ?, lease_expires_at = ?"
+                    " WHERE id = ? AND status = 'queued'",
+                    (now, self.owner, now + self.lease_s, job_id),
+                )
+        except BaseException:
+            self.release(job_id)
+            raise
+        if claimed != 1:
+            self.release(job_id)
+            return None
+        return self.get(job_id)
+
+    def release(self, job_id: str) -> None:
+        """The run of `job_id` in this process has ended: whoever claimed it says so last,
+        after its final write."""
+        with self._local_lock:
+            self._local_runs.discard(job_id)
 
     def renew_leases(self) -> int:
         """Push back the expiry of every job this gateway runs (the heartbeat)."""
@@ -316,11 +341,12 @@ class JobStore(ABC):
         )
 
     def fail(self, job_id: str, reason: str) -> bool:
-        """A queued job, or one this gateway runs, ends failed with `reason`."""
+        """A job this gateway runs ends failed with `reason` (one it lost is left alone: the
+        gateway that took it over may have requeued it with attempts left)."""
         return self._changed_one(
             "UPDATE {jobs} SET status = 'failed', error = ?, completed_at = ?,"
-            " lease_owner = NULL, lease_expires_at = NULL WHERE id = ?"
-            " AND (status = 'queued' OR (status = 'processing' AND lease_owner = ?))",
+            " lease_owner = NULL, lease_expires_at = NULL"
+            " WHERE id = ? AND status = 'processing' AND lease_owner = ?",
             (reason, time.time(), job_id, self.owner),
         )
 

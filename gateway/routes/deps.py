@@ -19,7 +19,9 @@ def client_key(request: Request) -> str:
     """The address limits count under: the peer, or behind a trusted proxy the client it names."""
     peer = request.client.host if request.client else "unknown"
     trusted = services_of(request).trusted_proxies
-    return client_address(peer, request.headers.get("x-forwarded-for"), trusted)
+    # A proxy may add its own header line instead of appending to the client's: read them all.
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+    return client_address(peer, forwarded, trusted)
 
 
 def rate_limited(group: str) -> Callable[[Request], None]:

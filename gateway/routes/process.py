@@ -289,6 +289,7 @@ async def run_video_now(
         await asyncio.to_thread(services.store.fail, job.id, "interrupted")
         raise
     finally:
+        services.store.release(job.id)
         services.files.remove(upload)
     done = await asyncio.to_thread(services.store.get, job.id)
     assert done is not None

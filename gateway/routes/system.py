@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any, Literal
 
@@ -52,8 +53,10 @@ class SharedState(BaseModel):
     jobs: StatePart
     queue: StatePart
     rate_limits: StatePart
+    # uploads and results: `shared` (FACET_SHARED_DIR) or `local`; connected = writable now
+    files: StatePart
     vectors: str
-    files: str
+    # this gateway's name in the job leases, without its host and process id
     instance: str
 
 
@@ -163,9 +166,12 @@ def shared_state(services: Services) -> SharedState:
         rate_limits=StatePart(
             backend=services.limiter.backend, connected=services.limiter.check_storage()
         ),
+        files=StatePart(
+            backend="shared" if settings.shared_dir else "local",
+            connected=os.access(settings.files_dir, os.W_OK),
+        ),
         vectors=settings.vector_store,
-        files=str(settings.files_dir),
-        instance=services.store.owner,
+        instance=services.store.owner.rsplit(":", 1)[-1],
     )
 
 

@@ -38,9 +38,12 @@ def store_image_output(
     """Keep one processed image as a completed `swap_image` job; returns the job."""
     job = store.create("swap_image", parameters, original_filename, "", job_id=new_job_id())
     store.claim(job.id)
-    name, path = files.save_output(encoded, EXTENSIONS[fmt])
-    store.set_outcome(job.id, outcome)
-    store.complete(job.id, name, str(path), media_type_for(fmt))
+    try:
+        name, path = files.save_output(encoded, EXTENSIONS[fmt])
+        store.set_outcome(job.id, outcome)
+        store.complete(job.id, name, str(path), media_type_for(fmt))
+    finally:
+        store.release(job.id)
     done = store.get(job.id)
     assert done is not None
     return done

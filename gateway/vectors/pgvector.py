@@ -30,7 +30,7 @@ from psycopg.types import TypeInfo
 from psycopg.types.json import Jsonb
 
 from gateway.errors import Unavailable
-from gateway.postgres import driver_reason
+from gateway.postgres import KEEPALIVES, NOT_A_URL, driver_reason
 from gateway.vectors.store import (
     DEFAULT_SPACES,
     DuplicatePair,
@@ -218,7 +218,11 @@ class PgVectorStore:
 
     def _open(self) -> Connection:
         try:
-            return psycopg.connect(self._url, autocommit=True, connect_timeout=self._timeout)
+            return psycopg.connect(
+                self._url, autocommit=True, connect_timeout=self._timeout, **KEEPALIVES
+            )
+        except psycopg.ProgrammingError:  # its message quotes the URL, password and all
+            raise ValueError(NOT_A_URL) from None
         except psycopg.OperationalError as exc:
             raise Unavailable(f"the vector database is unreachable: {driver_reason(exc)}") from exc
 

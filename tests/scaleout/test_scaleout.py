@@ -93,12 +93,24 @@ def stack(
     owners = {}
     for index, gateway in enumerate(gateways):
         with httpx.Client(base_url=gateway.url, timeout=30) as client:
-            owners[client.get("/health").json()["state"]["instance"]] = f"gateway{index}"
+            health = _polled_health(client)
+            owners[health["state"]["instance"]] = f"gateway{index}"
     yield Stack(tritons, gateways, shared, postgres_url, owners)
     for gateway in gateways:
         gateway.stop()
     for triton in tritons:
         triton.stop()
+
+
+def _polled_health(client: httpx.Client, timeout_s: float = 30) -> dict[str, Any]:
+    """/health once a readiness poll has asked both Tritons (endpoints start out optimistic)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        health: dict[str, Any] = client.get("/health").json()
+        if health["triton"].get("checked_at") and len(health["triton"]["endpoints"]) == 2:
+            return health
+        time.sleep(0.2)
+    raise AssertionError("no readiness poll in time")
 
 
 def _clear_shared_state(postgres_url: str, redis_url: str) -> None:
@@ -119,7 +131,7 @@ def test_each_gateway_reports_the_shared_state_it_connected_to(stack: Stack) -> 
         assert state["jobs"] == {"backend": "postgres", "connected": True}
         assert state["queue"] == {"backend": "redis", "connected": True}
         assert state["rate_limits"] == {"backend": "redis", "connected": True}
-        assert state["files"] == str(stack.shared)
+        assert state["files"] == {"backend": "shared", "connected": True}
         assert health["redis"] == "connected"
         assert [e["ready"] for e in health["triton"]["endpoints"]] == [True, True]
 
@@ -208,7 +220,8 @@ def _wait_until_running_under(postgres_url: str, owner: str, timeout_s: float = 
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         while time.monotonic() < deadline:
             rows = conn.execute(
-                "SELECT id FROM facet_jobs WHERE status = 'processing' AND lease_owner = %s",
+                "SELECT id FROM facet_jobs WHERE status = 'processing'"
+                " AND lease_owner LIKE '%%:' || %s",
                 (owner,),
             ).fetchall()
             if rows:

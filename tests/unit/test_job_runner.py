@@ -74,6 +74,7 @@ def test_recovery_removes_the_upload_of_a_job_it_fails(tmp_path):
     job = store.create("upscale", {}, "a.png", str(upload))
     store.claim(job.id)
     store.requeue(job.id, "interrupted")
+    store.release(job.id)  # that run ended
     store.claim(job.id)
     report = recover_jobs(store, FakeQueue(), files, max_attempts=2)  # type: ignore[arg-type]
     assert report.failed == [job.id] and not upload.exists()

@@ -93,7 +93,9 @@ def test_totals_count_finished_jobs_and_average_their_time(new_store: StoreFacto
         job_id = make_job(store)
         store.claim(job_id)
         store.complete(job_id, job_id, "/r", "image/png")
-    store.fail(make_job(store), "bad")
+    failing = make_job(store)
+    store.claim(failing)
+    store.fail(failing, "bad")
     totals = store.totals()
     assert totals.total_processed == 3 and totals.by_status["completed"] == 2
     assert totals.average_processing_time is not None
@@ -123,6 +125,7 @@ def test_recovery_at_start_requeues_interrupted_jobs_and_fails_them_when_attempt
     store.claim(retried)
     store.claim(exhausted)
     store.requeue(exhausted, "first try died")
+    store.release(exhausted)  # that run ended
     store.claim(exhausted)  # second attempt, also interrupted
     queue = FakeQueue(pending={waiting})
     files = FileStore(tmp_path / "uploads", tmp_path / "results")
@@ -241,6 +244,8 @@ def test_an_expired_lease_is_taken_over_exactly_once_by_racing_gateways(
     assert not dead.complete(job_ids[0], "late", "/late.png", "image/png"), (
         "the dead gateway's late result is refused once its job was taken over"
     )
+    assert not dead.fail(job_ids[1], "late failure"), "and so is its late failure"
+    assert dead.status_of(job_ids[1]) == "queued"
 
 
 def test_a_taken_over_job_with_no_attempts_left_fails_with_the_reason(
@@ -277,3 +282,17 @@ def test_a_queued_job_whose_message_was_lost_is_sent_again_only_after_a_lease_pe
     report = recover_jobs(store, queue, files, 2, at_start=False)  # type: ignore[arg-type]
     assert report.re_enqueued == [lost] and queue.enqueued == [lost]
     assert store.status_of(fresh) == "queued"
+
+
+def test_a_job_is_not_claimed_again_in_one_gateway_while_its_earlier_run_there_goes_on(
+    new_store: StoreFactory,
+) -> None:
+    gateway, survivor = new_store(lease_s=0.1), new_store(lease_s=0.1)
+    job_id = make_job(gateway)
+    gateway.claim(job_id)  # the run goes on, but its lease lapses
+    time.sleep(0.2)
+    assert survivor.take_over_expired(2, reason="gone").requeued == [job_id]
+    assert gateway.claim(job_id) is None, "both runs would pass the owner guard"
+    gateway.release(job_id)  # the first run noticed it lost the job and ended
+    claimed = gateway.claim(job_id)
+    assert claimed is not None and claimed.attempts == 2

@@ -38,3 +38,9 @@ def test_a_misspelt_trusted_proxy_fails_the_settings_naming_it() -> None:
 
     with pytest.raises(ValidationError, match=r"10\.0\.0\.300"):
         Settings(trusted_proxies=["10.0.0.300"])
+
+
+def test_hops_with_ports_and_mapped_ipv4_peers_are_read_as_their_addresses() -> None:
+    assert client_address("127.0.0.1", "198.51.100.7:5555", TRUSTED) == "198.51.100.7"
+    assert client_address("127.0.0.1", "[2001:db8::9]:443", TRUSTED) == "2001:db8::9"
+    assert client_address("::ffff:10.0.0.2", "198.51.100.8", TRUSTED) == "198.51.100.8"
