@@ -21,6 +21,7 @@ from export.registry import (
 )
 from export.repository import install_python_model, python_models, stamp_weight_facts
 from export.triton_config import config_files, write_configs
+from export.trt_plans import prepare_model
 
 DESCRIPTION = """\
 Export models to ONNX, check each against its reference, and install it into a Triton
@@ -110,6 +111,11 @@ def run(argv: Sequence[str] | None = None) -> int:
             print(describe(export_any(spec, options)), flush=True)
             for path in stamp_weight_facts(args.repository / spec.name):
                 print(f"  {path}: weight facts updated", flush=True)
+            # The TensorRT job (export/trt_plans.py), from the stamped gpu_trt_plan config:
+            # what `python3 -m export.trt_build` needs on the GPU, with no exporter package.
+            prepared = prepare_model(args.repository, spec)
+            if prepared is not None:
+                print(f"  {prepared}", flush=True)
         for python_model in python_models(args.models):
             install_python_model(python_model, args.repository)
             print(f"{python_model.name}: installed (Python backend source)", flush=True)

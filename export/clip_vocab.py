@@ -26,7 +26,7 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from export.errors import WeightsError
-from export.weights import sha256_of
+from export.hashing import sha256_of
 
 PACKAGE = "open_clip_torch"
 PACKAGE_VERSION = "3.3.0"

@@ -39,3 +39,11 @@ class ValidationError(ExportError):
         if self.also:
             message += "; also failed: " + "; ".join(self.also)
         super().__init__(message)
+
+
+class TensorRTError(ExportError):
+    """A TensorRT plan could not be built or run, or disagrees with its ONNX model."""
+
+
+class PlanConfigError(TensorRTError):
+    """A model's TensorRT profile and its gpu_trt_plan config (or its inputs) disagree."""

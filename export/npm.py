@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export.errors import WeightsError
-from export.weights import sha256_of
+from export.hashing import sha256_of
 
 PACK_TIMEOUT_S = 900  # a 150 MB package on a slow link
 INSTALL_TIMEOUT_S = 600

@@ -16,6 +16,7 @@ from pathlib import Path
 import onnx
 
 from export.errors import ValidationError, WeightsError
+from export.hashing import sha256_of
 from export.spec import Array, Batching, TensorSpec
 from export.validate import (
     CheckResult,
@@ -24,7 +25,6 @@ from export.validate import (
     open_session,
     raise_on_failure,
 )
-from export.weights import sha256_of
 
 Feeds = dict[str, Array]
 

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from export.cpu_runtime import CpuChoice, choose_runtime, unmeasured
 from export.errors import ExportError
 from export.graphs import GraphSpec
+from export.hashing import sha256_of
 from export.manifest import Manifest, read_manifest, tool_versions, write_manifest
 from export.onnx_batch import make_batchable
 from export.packaged import (
@@ -39,6 +40,8 @@ from export.spec import Array, ModelSpec, WeightKind
 from export.tfjs_onnx import OPSET as TFJS_OPSET
 from export.tfjs_package import NPM_CACHE, TfjsPackageSpec
 from export.tfjs_package import build as build_from_tfjs_package
+from export.triton_config import PLAN_FILE
+from export.trt_job import JOB_FILE, SAMPLE_FILE
 from export.validate import (
     CheckResult,
     check_against_reference,
@@ -56,7 +59,6 @@ from export.weights import (
     load_official_onnx,
     load_strict,
     load_weights,
-    sha256_of,
     source_files,
 )
 
@@ -260,6 +262,10 @@ def install(model_dir: Path, built: Path, manifest: Manifest) -> Path:
     version_dir = model_dir / VERSION
     version_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "manifest.json").unlink(missing_ok=True)
+    # A TensorRT plan and the job it was built from belong to the file being replaced: stale
+    # now (`python -m export` writes the job again, `python3 -m export.trt_build` the plan).
+    for stale in (PLAN_FILE, JOB_FILE, SAMPLE_FILE):
+        (version_dir / stale).unlink(missing_ok=True)
     built.replace(version_dir / MODEL_FILE)
     return write_manifest(model_dir, manifest)
 

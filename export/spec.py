@@ -73,11 +73,55 @@ class Batching:
 
 @dataclass(frozen=True)
 class TensorRTProfile:
-    """Optimisation profile for TensorRT: a fixed tile keeps engines from rebuilding."""
+    """Optimisation profile for TensorRT: a fixed tile keeps engines from rebuilding.
+
+    Shapes include the batch axis first. They apply to every input of the model: the models
+    with several inputs (e.g. MiniLM's token ids and attention mask) take them at one shape.
+    `opt_shape` is the shape TensorRT tunes its kernels for, so it must be what Triton really
+    receives from the gateway; `opt_source` says where that shape comes from (it is recorded
+    with the plan). `python -m export` writes each model's TensorRT job from these profiles
+    (export/trt_plans.py) and `python3 -m export.trt_build` builds the plans from the jobs."""
 
     min_shape: tuple[int, ...]
     opt_shape: tuple[int, ...]
     max_shape: tuple[int, ...]
+    opt_source: str = ""
+
+
+def batch_profile(
+    item: tuple[int, ...],
+    *,
+    opt_batch: int,
+    max_batch: int,
+    source: str,
+    item_min: tuple[int, ...] | None = None,
+    item_max: tuple[int, ...] | None = None,
+) -> TensorRTProfile:
+    """The profile of a batched input whose items are `item` at the optimum (and, where an axis
+    is dynamic, `item_min` .. `item_max`; default: `item`, i.e. a fixed size): batches from 1
+    to `max_batch`, tuned for `opt_batch` items, the count the gateway sends (`source`)."""
+    return TensorRTProfile(
+        (1, *(item if item_min is None else item_min)),
+        (opt_batch, *item),
+        (max_batch, *(item if item_max is None else item_max)),
+        source,
+    )
+
+
+def face_chunk_profile(
+    size: int, batching: Batching, *, ensemble: str, crops: str
+) -> TensorRTProfile:
+    """A face model's profile: the gateway sends every face of a photo (or of a video window)
+    in chunks of its ensemble's max_batch_size, this model's (export/ensembles.py), so a full
+    chunk of `size`² crops is the optimum; `crops` says where the gateway cuts them."""
+    chunk = batching.max_batch_size
+    return batch_profile(
+        (3, size, size),
+        opt_batch=chunk,
+        max_batch=chunk,
+        source=f"the gateway's faces: chunks of the {ensemble} ensemble's max_batch_size "
+        f"({chunk}) of {size}² {crops}",
+    )
 
 
 @dataclass(frozen=True)

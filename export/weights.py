@@ -3,7 +3,6 @@ official checkpoint (pinned sha256) → real weights from a registry package →
 
 from __future__ import annotations
 
-import hashlib
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import torch
 from torch import nn
 
 from export.errors import WeightsError
+from export.hashing import sha256_of
 from export.spec import ModelSpec, OfficialWeights, PackageFiles, StateDict, WeightKind
 
 WeightsMode = Literal["auto", "official", "package", "synthetic"]
@@ -34,14 +34,6 @@ class ResolvedWeights:
     licence: str
     files: tuple[SourceFile, ...]
     detail: str
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def choose_source(spec: ModelSpec, mode: WeightsMode, weights_dir: Path) -> WeightKind:

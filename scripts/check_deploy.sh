@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Validate the deployment files without Docker or a cluster: docker-compose.yml, the two
+# Validate the deployment files without Docker or a cluster: docker-compose.yml, the three
 # Dockerfiles, the deploy shell scripts, the Helm chart and the KServe InferenceService.
 # Needs Python 3.11 and PyPI; root with apt-get adds Debian 12's own docker-compose (1.29) as a
 # second Compose check. Every validator is pinned (requirements/deploy-check.txt) and installed
@@ -169,8 +169,8 @@ else
 fi
 
 echo "== Dockerfiles and scripts"
-check "hadolint $("$TOOLS/bin/hadolint" --version | awk '{print $NF}'): deploy/gateway.Dockerfile, deploy/export.Dockerfile" \
-    "$TOOLS/bin/hadolint" deploy/gateway.Dockerfile deploy/export.Dockerfile
+check "hadolint $("$TOOLS/bin/hadolint" --version | awk '{print $NF}'): deploy/gateway.Dockerfile, deploy/export.Dockerfile, deploy/triton.Dockerfile" \
+    "$TOOLS/bin/hadolint" deploy/gateway.Dockerfile deploy/export.Dockerfile deploy/triton.Dockerfile
 check "shellcheck $("$TOOLS/bin/shellcheck" --version | awk '/^version/ {print $2}'): scripts/check_deploy.sh, pg.sh, redis.sh, deploy/export-entrypoint.sh" \
     "$TOOLS/bin/shellcheck" scripts/check_deploy.sh scripts/pg.sh scripts/redis.sh deploy/export-entrypoint.sh
 

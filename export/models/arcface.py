@@ -25,11 +25,28 @@ from export.spec import (
     ModelSpec,
     OfficialWeights,
     StateDict,
-    TensorRTProfile,
     TensorSpec,
+    face_chunk_profile,
 )
 
 FACE_SIZE = 112
+# A face costs 6.3 GMAC (tens of ms on 2 cores), and a group photo brings up to 20 faces in one
+# request: 16 takes nearly all of them in one execution at ~50 MB of activations. Waiting 5 ms
+# lets concurrent requests' faces share it at a tenth of one face's cost.
+BATCHING = Batching(
+    max_batch_size=16,
+    preferred_batch_sizes=(4, 8, 16),
+    max_queue_delay_us=5_000,
+    max_queue_size=32,
+    instances=1,
+    intra_op_threads=2,
+)
+# The gateway sends every face of a photo (recognition) or of a video window (the swap's
+# target identities) in chunks of the embed ensemble's max_batch_size (this model's, through
+# export/ensembles.py; gateway/faces/swap_sessions.py): a full chunk is the optimum.
+TENSORRT = face_chunk_profile(
+    FACE_SIZE, BATCHING, ensemble="embed", crops="crops (gateway/faces/align.py ARCFACE_SIZE)"
+)
 INSIGHTFACE_LICENCE = (
     "insightface models: non-commercial research only "
     "(https://github.com/deepinsight/insightface#license); code MIT"
@@ -99,17 +116,7 @@ ARCFACE_W600K_R50 = ModelSpec(
     opset_reason="convolutions, BatchNorm, PReLU, Flatten and Gemm only; 17 is the TensorRT 8.6 "
     "floor shared by every model in the repository",
     atol=ATOL,
-    # A face costs 6.3 GMAC (tens of ms on 2 cores), and a group photo brings up to 20 faces
-    # in one request: 16 takes nearly all of them in one execution at ~50 MB of activations.
-    # Waiting 5 ms lets concurrent requests' faces share it at a tenth of one face's cost.
-    batching=Batching(
-        max_batch_size=16,
-        preferred_batch_sizes=(4, 8, 16),
-        max_queue_delay_us=5_000,
-        max_queue_size=32,
-        instances=1,
-        intra_op_threads=2,
-    ),
+    batching=BATCHING,
     sample=_sample,
     official=OfficialWeights(
         filename="w600k_r50.onnx",
@@ -118,9 +125,7 @@ ARCFACE_W600K_R50 = ModelSpec(
         licence=INSIGHTFACE_LICENCE,
         state_keys=(),
     ),
-    tensorrt=TensorRTProfile(
-        (1, 3, FACE_SIZE, FACE_SIZE), (8, 3, FACE_SIZE, FACE_SIZE), (16, 3, FACE_SIZE, FACE_SIZE)
-    ),
+    tensorrt=TENSORRT,
     requires=("face_to_tensor",),
     input_range=(-1.0, 1.0),
     synthetic_adjust=at_init_scale,

@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from export.errors import WeightsError
+from export.hashing import sha256_of
 from export.models import minilm
 from export.spec import (
     Array,
@@ -60,12 +61,12 @@ from export.spec import (
     ModelSpec,
     OfficialWeights,
     StateDict,
-    TensorRTProfile,
     TensorSpec,
+    batch_profile,
 )
 from export.triton_config import PythonModelSpec
-from export.weights import sha256_of
 from serving.bls import blip_text
+from triton_core.batching import DEFAULT_CONTEXT_BATCH_IMAGES
 
 # Token ids of BLIP's tokenizer: BERT-uncased's, plus [DEC] (the decoder's BOS) and [ENC].
 PAD_ID = 0
@@ -711,6 +712,8 @@ def _prompt_sample() -> Array:
 
 # ---- the specs ----
 
+# Images per caption_blip request (its `max_images`, the gateway's chunk); see CAPTION_BLIP.
+MAX_IMAGES = 8
 # The three graphs are reached only through caption_blip, whose own queue is bounded; like
 # the MTCNN nets (export/models/mtcnn.py) they set no queue policy of their own. No batching
 # delay: caption_blip already sends all of a request's images (× beams) in one call, and
@@ -757,10 +760,17 @@ BLIP_VISION = ModelSpec(
     batching=VISION_BATCHING,
     sample=lambda: sample_images(1)[0],
     official=OFFICIAL,
-    tensorrt=TensorRTProfile(
-        (1, IMAGE_SIZE, IMAGE_SIZE, 3),
-        (4, IMAGE_SIZE, IMAGE_SIZE, 3),
-        (8, IMAGE_SIZE, IMAGE_SIZE, 3),
+    # The gateway captions photos DEFAULT_CONTEXT_BATCH_IMAGES at a time in caption_blip calls
+    # of at most MAX_IMAGES, and caption_blip sends a request's images to this graph in one
+    # call (chunked by its batch limit): that call is the optimum, the batch limit the maximum.
+    tensorrt=batch_profile(
+        (IMAGE_SIZE, IMAGE_SIZE, 3),
+        opt_batch=min(DEFAULT_CONTEXT_BATCH_IMAGES, MAX_IMAGES, VISION_BATCHING.max_batch_size),
+        max_batch=VISION_BATCHING.max_batch_size,
+        source=f"the gateway's context batches: DEFAULT_CONTEXT_BATCH_IMAGES "
+        f"({DEFAULT_CONTEXT_BATCH_IMAGES}) photos of {IMAGE_SIZE}², within caption_blip's "
+        f"max_images ({MAX_IMAGES}) and this graph's max_batch_size "
+        f"({VISION_BATCHING.max_batch_size}), in one blip_vision call",
     ),
     # Measured by three installs on the 2-core AVX2 EPYC (no BF16), one photo, 2 threads, on a
     # busy box: ONNX Runtime FP32 3213 / 2011 / 1098 ms vs OpenVINO FP32 3983 / 2032 / 1096 ms,
@@ -832,7 +842,6 @@ BLIP_DECODER_STEP = ModelSpec(
 # `max_length: 20` of the checkpoint's text_config, which 4.x read with the 4 prompt tokens
 # counted, i.e. 16 new ones, and generates 20 new tokens when nothing is set), length_penalty
 # 1.0 and early_stopping False, no minimum length, no repetition penalty.
-MAX_IMAGES = 8
 DEFAULT_NUM_BEAMS = 1
 MAX_NUM_BEAMS = 5
 DEFAULT_MAX_NEW_TOKENS = 20

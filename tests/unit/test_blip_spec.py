@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from export.errors import WeightsError
+from export.hashing import sha256_of
 from export.models import blip
 from export.models.blip import (
     BLIP_DECODER_FIRST,
@@ -27,7 +28,7 @@ from export.pipeline import ExportOptions, export_any, load_model
 from export.registry import MODELS, PYTHON_MODELS, expand
 from export.repository import install_python_model
 from export.validate import open_session
-from export.weights import choose_source, sha256_of, synthetic_weights
+from export.weights import choose_source, synthetic_weights
 from serving.bls import blip_decoding, blip_text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach a model hub

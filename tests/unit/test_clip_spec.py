@@ -16,6 +16,7 @@ import torch
 
 from export import clip_vocab
 from export.errors import WeightsError
+from export.hashing import sha256_of
 from export.models import clip
 from export.models.clip import (
     CLIP_VIT_B32_TEXTUAL,
@@ -30,7 +31,7 @@ from export.models.clip import (
 )
 from export.registry import MODELS, PYTHON_MODELS, expand
 from export.repository import install_python_model
-from export.weights import choose_source, load_weights, sha256_of, source_files
+from export.weights import choose_source, load_weights, source_files
 from perf import gpu_probe
 from serving.bls import clip_tokenizer
 

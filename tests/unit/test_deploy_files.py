@@ -1,4 +1,4 @@
-"""The deployment files keep their promises: docker-compose.yml, the two Dockerfiles, the Helm
+"""The deployment files keep their promises: docker-compose.yml, the Dockerfiles, the Helm
 chart (as rendered into deploy/helm/rendered/ by scripts/render_chart.py; scripts/check_deploy.sh
 fails when that copy is stale) and the KServe InferenceService. Parsed with PyYAML only: no
 Docker, Helm or cluster is needed."""
@@ -174,6 +174,41 @@ def test_triton_serves_the_gpu_config_named_by_facet_triton_config() -> None:
     assert default is not None and default.group(1) in GPU_CONFIGS
     for configs in (ROOT / "model_repository").glob("*/configs"):
         assert (configs / f"{default.group(1)}.pbtxt").is_file(), configs.parent.name
+
+
+def test_triton_runs_the_image_built_from_its_dockerfile_on_the_ngc_base() -> None:
+    triton = service("triton")
+    (base,) = arguments("triton.Dockerfile", "FROM")
+
+    assert triton["build"] == {"context": ".", "dockerfile": "deploy/triton.Dockerfile"}
+    assert triton["image"] == "${FACET_TRITON_IMAGE:-facet/triton:0.1.0}"
+    assert base == service("trt-plans")["image"]  # the plans are built on the TensorRT it serves
+    assert base.startswith("nvcr.io/nvidia/tritonserver:") and base.endswith("-py3")
+
+
+def test_triton_image_installs_tokenizers_at_the_serving_pin() -> None:
+    runs = " ".join(arguments("triton.Dockerfile", "RUN"))
+    pins = {
+        line.split("#")[0].strip()
+        for line in (ROOT / "requirements" / "serving.txt").read_text().splitlines()
+    }
+    installed = set(re.findall(r"\b[\w.-]+==[\w.]+", runs))
+
+    assert "tokenizers==0.23.3" in installed
+    assert installed <= pins, "every package the image adds is pinned as requirements/serving.txt"
+    assert "--no-cache-dir" in runs
+
+
+def test_the_plan_builder_runs_the_stdlib_only_build_from_the_read_only_checkout() -> None:
+    plans = service("trt-plans")
+    command = plans["command"]
+
+    assert command[:3] == ["python3", "-m", "export.trt_build"]
+    assert "--repository=/models" in command
+    (cache,) = [c.split("=", 1)[1] for c in command if c.startswith("--timing-cache=")]
+    assert any(v.endswith(f":{cache}") and not v.startswith((".", "/")) for v in plans["volumes"])
+    assert ".:/src:ro" in plans["volumes"] and plans["environment"]["PYTHONPATH"] == "/src"
+    assert (ROOT / "export" / "trt_build.py").is_file()
 
 
 def test_triton_and_the_plan_builder_reserve_a_gpu() -> None:

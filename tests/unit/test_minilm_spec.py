@@ -14,6 +14,7 @@ import torch
 from onnx import TensorProto, helper
 
 from export.errors import WeightsError
+from export.hashing import sha256_of
 from export.models import minilm
 from export.models.minilm import (
     BERT_CONFIG,
@@ -31,7 +32,6 @@ from export.registry import PYTHON_MODELS, expand
 from export.repository import install_python_model
 from export.spec import VectorTolerance
 from export.validate import check_vector_against_reference, open_session
-from export.weights import sha256_of
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here may reach a model hub
 

@@ -17,6 +17,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from export.errors import ExportError
+from export.hashing import sha256_of
 from export.models.arcface import ARCFACE_W600K_R50
 from export.models.inswapper import INSWAPPER_128, validation_faces, validation_latents
 from export.onnx_batch import (
@@ -29,7 +30,6 @@ from export.onnx_batch import (
 from export.pipeline import ExportOptions, export_any, rename_outputs
 from export.spec import ModelSpec
 from export.validate import open_session
-from export.weights import sha256_of
 
 IR_VERSION = 9  # what the pinned onnxruntime reads
 RNG = np.random.default_rng(3)

@@ -109,7 +109,7 @@ def test_official_onnx_is_renamed_by_position_and_checked_by_hash(tmp_path: Path
     (tmp_path / "w").mkdir()
     path = tmp_path / "w" / "det_10g.onnx"
     onnx.save(model, str(path))
-    from export.weights import sha256_of
+    from export.hashing import sha256_of
 
     assert SCRFD_10G.official is not None
     official = dataclasses.replace(SCRFD_10G.official, sha256=sha256_of(path))

@@ -26,6 +26,7 @@ from export.arch.inswapper import (
 )
 from export.arch.iresnet import IBasicBlock, IResNet, iresnet50, iresnet_tiny
 from export.errors import WeightsError
+from export.hashing import sha256_of
 from export.models.arcface import ARCFACE_GMAC, ARCFACE_PARAMETERS, ARCFACE_W600K_R50
 from export.models.inswapper import (
     INSWAPPER_128,
@@ -39,7 +40,6 @@ from export.models.inswapper import (
     validation_latents,
 )
 from export.pipeline import ExportOptions, export_any
-from export.weights import sha256_of
 
 
 def count_parameters(model: torch.nn.Module) -> int:
