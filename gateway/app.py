@@ -58,7 +58,8 @@ the AI Multimedia Platform's recognition APIs (`/api/face-recognition/…` with 
 face gallery, `/api/image-recognition/…`, the live camera at `/ws/camera`).
 Prometheus metrics of the gateway are at `/metrics/prometheus`; Triton's own on its metrics port.
 
-**[Open the web page](/ui/)** to upscale and restore images in the browser.
+**[Open the web page](/ui/)** to upscale, restore and swap faces in images and videos, and to
+caption and search images, in the browser.
 """
 
 

@@ -21,7 +21,8 @@ ASSETS = {
 }
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-    "img-src 'self' blob:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "img-src 'self' blob:; media-src 'self' blob:; connect-src 'self'; form-action 'self'; "
+    "base-uri 'none'; "
     "frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

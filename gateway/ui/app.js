@@ -94,19 +94,32 @@ function loaded(img, src) {
   });
 }
 
-async function showResult(file, resultUrl) {
-  const response = await fetch(resultUrl);
+async function fetchBlob(url) {
+  const response = await fetch(url);
   if (!response.ok) throw new Error(await reasonOf(response));
-  const blob = await response.blob();
-  const after = await loaded($("after"), URL.createObjectURL(blob));
-  const before = await loaded($("before"), URL.createObjectURL(file));
+  return response.blob();
+}
+
+async function showResult(file, result) {
+  const blob = await fetchBlob(result.url);
+  const isVideo = result.kind === "video";
+  for (const id of ["compare", "slider", "sizes"]) $(id).hidden = isVideo;
+  document.querySelector('label[for="slider"]').hidden = isVideo;
+  $("video-result").hidden = !isVideo;
+  const shown = URL.createObjectURL(blob);
   $("result").hidden = false;
-  fitBefore();
-  $("sizes").textContent =
-    `${before.naturalWidth} × ${before.naturalHeight} → ${after.naturalWidth} × ${after.naturalHeight}`;
+  if (isVideo) {
+    $("video-result").src = shown;
+  } else {
+    const after = await loaded($("after"), shown);
+    const before = await loaded($("before"), URL.createObjectURL(file));
+    fitBefore();
+    $("sizes").textContent =
+      `${before.naturalWidth} × ${before.naturalHeight} → ${after.naturalWidth} × ${after.naturalHeight}`;
+  }
   const link = $("download");
-  link.href = after.src;
-  link.download = resultUrl.split("/").pop() || "result";
+  link.href = shown;
+  link.download = result.url.split("/").pop().split("?")[0] || "result";
 }
 
 // The original is drawn at the result's displayed size, so the slider compares like for like.
@@ -126,7 +139,7 @@ const operations = {
     say("Queued…");
     showProgress(0);
     const job = await waitForJob(queued.job_id);
-    return job.result_url;
+    return { kind: "image", url: job.result_url };
   },
   async restore(form, file) {
     const body = new FormData();
@@ -139,23 +152,42 @@ const operations = {
     showProgress(null);
     const restored = await postForm("/restore", body);
     if (restored.warning) showWarning(restored.warning);
-    return restored.download_url;
+    return { kind: "image", url: restored.download_url };
+  },
+  // The FaceFusion API: a photo is answered at once, a video runs as a job (`async`).
+  async swap(form, file) {
+    const isVideo = file.type.startsWith("video/");
+    const processors = ["face_swapper"];
+    if (form.elements.face_enhancer.checked) processors.push("face_enhancer");
+    const request = { processors, face_selector_mode: form.elements.face_selector_mode.value };
+    if (isVideo) request.async = true;
+    const body = new FormData();
+    body.append("target", file);
+    body.append("source", form.elements.source.files[0]);
+    body.append("request", JSON.stringify(request));
+    say(isVideo ? "Uploading the video…" : "Swapping…");
+    showProgress(isVideo ? 0 : null);
+    let answer = await postForm(isVideo ? "/process/video" : "/process/image", body);
+    if (answer.warning) showWarning(answer.warning);
+    if (answer.status !== "completed") answer = await waitForJob(answer.job_id);
+    const name = (answer.output_path || "").split("/").pop();
+    return { kind: isVideo ? "video" : "image", url: `/download/${encodeURIComponent(name)}` };
   },
 };
 
 function setupForms() {
-  for (const form of document.querySelectorAll("form.operation")) {
+  for (const form of document.querySelectorAll("form[data-operation]")) {
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const file = form.elements.file.files[0];
-      if (!file) { say("Choose an image first.", { error: true }); return; }
+      if (!file) { say("Choose a file first.", { error: true }); return; }
       const button = form.querySelector('button[type="submit"]');
       button.disabled = true;
       $("result").hidden = true;
       showWarning("");
       try {
-        const resultUrl = await operations[form.dataset.operation](form, file);
-        await showResult(file, resultUrl);
+        const result = await operations[form.dataset.operation](form, file);
+        await showResult(file, result);
         showProgress(null);
         say("Done.");
       } catch (error) {
@@ -170,6 +202,66 @@ function setupForms() {
   window.addEventListener("resize", fitBefore);
 }
 
+// The Image Context Extractor API: one upload is captioned, tagged and stored; text searches it.
+function describe(item) {
+  const entry = document.createElement("li");
+  const img = document.createElement("img");
+  img.src = `/api/v1/images/download/${encodeURIComponent(item.id)}`;
+  img.alt = item.caption || item.filename;
+  const caption = document.createElement("p");
+  caption.textContent = item.caption || "(no caption)";
+  const tags = document.createElement("p");
+  tags.textContent = item.objects.length ? `objects: ${item.objects.join(", ")}` : "no objects found";
+  entry.append(img, caption, tags);
+  if (item.score !== undefined) {
+    const score = document.createElement("p");
+    score.className = "score";
+    score.textContent = `score ${item.score.toFixed(3)}`;
+    entry.append(score);
+  }
+  return entry;
+}
+
+function setupSearch() {
+  const results = $("search-results");
+  $("index-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const file = event.target.elements.file.files[0];
+    if (!file) { say("Choose an image first.", { error: true }); return; }
+    const body = new FormData();
+    body.append("file", file);
+    body.append("overwrite", "true");
+    say("Captioning…");
+    showWarning("");
+    try {
+      const added = await postForm("/api/v1/images/upload", body);
+      if (added.warning) showWarning(added.warning);
+      results.replaceChildren(describe(added.image_info));
+      say(`Added ${added.filename}: “${added.image_info.caption}”.`);
+    } catch (error) {
+      say(error.message, { error: true });
+    }
+  });
+  $("search-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const query = event.target.elements.query.value.trim();
+    if (!query) return;
+    say("Searching…");
+    try {
+      const response = await fetch(`/api/v1/images/?query=${encodeURIComponent(query)}&limit=20`);
+      if (!response.ok) throw new Error(await reasonOf(response));
+      const hits = await response.json();
+      results.replaceChildren(...hits.map(describe));
+      const warned = hits.find((hit) => hit.warning);
+      showWarning(warned ? warned.warning : "");
+      say(hits.length ? `${hits.length} images found.` : "No image matches.");
+    } catch (error) {
+      say(error.message, { error: true });
+    }
+  });
+}
+
 setupTabs();
 setupDrops();
 setupForms();
+setupSearch();

@@ -1,6 +1,7 @@
 """The web page at /ui in a real browser: Debian's Chromium (scripts/chromium.sh), driven by
-Playwright, against a real Triton and gateway. It uploads real photos, runs an upscale and a
-restore to completion, and checks what a person would see; screenshots go to
+Playwright, against a real Triton and gateway. It uploads real photos and a video with sound
+that the test writes, runs an upscale, a restore, an image and a video swap to completion,
+captions and searches, and checks what a person would see; screenshots go to
 build/ui-screenshots/ for people to look at. Every request the page makes is recorded, and any
 to another origin is refused and fails the test."""
 
@@ -12,13 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import av
 import pytest
 from PIL import Image
 
 from serving.launcher import TritonServer
-from tests.e2e.conftest import Gateway, face_repository, make_gateway, photo_bytes  # noqa: F401
+from tests.e2e.conftest import (  # noqa: F401 (fixtures used by this module)
+    Gateway,
+    astronaut_png,
+    make_gateway,
+    photo_bytes,
+    swap_repository,
+)
 from tests.integration.conftest import start_triton, tiny_sr_repository  # noqa: F401
 from tests.photos import photo_bytes as real_photos
+from tests.videos import write_video
 
 pytestmark = pytest.mark.integration
 
@@ -57,10 +66,10 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 def gateway(
     start_triton,  # noqa: F811
-    face_repository: Path,  # noqa: F811
+    swap_repository: Path,  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Gateway]:
-    triton: TritonServer = start_triton(face_repository)
+    triton: TritonServer = start_triton(swap_repository)
     served = make_gateway(triton, tmp_path_factory.mktemp("ui-gateway"))
     served.start()
     yield served
@@ -160,6 +169,94 @@ def test_a_refused_upload_shows_the_api_s_reason(page, tmp_path: Path) -> None:
     assert tab.is_hidden("#result")
 
 
+def test_a_face_swap_into_a_group_photo_completes_and_shows_the_result(
+    page, tmp_path: Path
+) -> None:
+    tab, _ = page
+    group = tmp_path / "group.jpg"
+    group.write_bytes(real_photos(["t1"], tmp_path)["t1"])
+    source = tmp_path / "face.png"
+    source.write_bytes(astronaut_png())
+    width, height = Image.open(group).size
+    tab.click("#tab-swap")
+    tab.set_input_files("#swap-target", str(group))
+    tab.set_input_files("#swap-source", str(source))
+    tab.click("#swap-form button[type=submit]")
+    tab.wait_for_selector("#result:not([hidden])", timeout=JOB_TIMEOUT_MS)
+    assert tab.text_content("#message") == "Done."
+    assert natural_size(tab, "#after") == (width, height)
+    assert tab.is_hidden("#video-result")
+    assert "synthetic" in (tab.text_content("#warning") or "")
+    shot(tab, "5-swap-image")
+
+
+def test_a_video_swap_shows_its_progress_and_plays_the_result_with_its_sound(
+    page, gateway: Gateway, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    tab, _ = page
+    portrait = np.asarray(Image.open(io.BytesIO(astronaut_png(128))).convert("RGB"))
+    frames = [np.roll(portrait, shift, axis=1) for shift in range(0, 24, 2)]
+    video = tmp_path / "clip.mp4"
+    write_video(video, frames, fps=12)
+    source = tmp_path / "face.png"
+    source.write_bytes(astronaut_png())
+    tab.click("#tab-swap")
+    tab.set_input_files("#swap-target", str(video))
+    tab.set_input_files("#swap-source", str(source))
+    tab.click("#swap-form button[type=submit]")
+    tab.wait_for_selector("#progress:not([hidden])", timeout=JOB_TIMEOUT_MS)
+    tab.wait_for_selector("#result:not([hidden])", timeout=JOB_TIMEOUT_MS)
+    assert tab.text_content("#message") == "Done."
+    assert tab.is_visible("#video-result") and tab.is_hidden("#compare")
+    media = tab.eval_on_selector(
+        "#video-result",
+        """video => new Promise((resolve) => {
+            const report = () => resolve({ready: video.readyState, duration: video.duration,
+                                          error: video.error && video.error.message});
+            video.onloadedmetadata = report;
+            video.onerror = report;
+            setTimeout(report, 20000);
+            if (video.readyState >= 1) report();
+        })""",
+    )
+    assert media["ready"] >= 1 and not media["error"], f"the browser cannot play it: {media}"
+    duration = media["duration"]
+    assert abs(duration - len(frames) / 12) < 0.2
+    assert (tab.get_attribute("#download", "download") or "").endswith(".mp4")
+    name = tab.get_attribute("#download", "download") or ""
+    with gateway.client() as client:  # the page's CSP keeps even its own blob: out of fetch
+        played = client.get(f"/download/{name}").content
+    result = tmp_path / "result.mp4"
+    result.write_bytes(played)
+    with av.open(str(result)) as container:
+        assert container.streams.audio, "the sound is kept"
+        assert sum(1 for _ in container.decode(video=0)) == len(frames)
+    shot(tab, "6-swap-video")
+
+
+def test_a_photo_is_captioned_added_and_found_again_by_text(page, tmp_path: Path) -> None:
+    tab, _ = page
+    photo = tmp_path / "portrait.jpg"
+    photo.write_bytes(real_photos(["obama"], tmp_path)["obama"])
+    tab.click("#tab-search")
+    tab.set_input_files("#index-file", str(photo))
+    tab.click("#index-form button[type=submit]")
+    tab.wait_for_selector("#search-results li", timeout=JOB_TIMEOUT_MS)
+    assert (tab.text_content("#message") or "").startswith("Added portrait.jpg")
+    objects = tab.text_content("#search-results li") or ""
+    assert "person" in objects, "NanoDet runs on real weights: the portrait shows a person"
+    tab.fill("#search-query", "a person")
+    tab.click("#search-form button[type=submit]")
+    tab.wait_for_selector("#message:has-text('found')", timeout=JOB_TIMEOUT_MS)
+    assert tab.locator("#search-results li").count() >= 1
+    thumb = tab.eval_on_selector("#search-results img", "img => img.naturalWidth")
+    assert thumb > 0, "the thumbnail comes from the library's own download route"
+    assert "synthetic" in (tab.text_content("#warning") or ""), "BLIP and CLIP are synthetic here"
+    shot(tab, "7-search")
+
+
 def test_the_tabs_work_from_the_keyboard_and_the_page_fits_a_phone(page) -> None:
     tab, _ = page
     tab.focus("#tab-upscale")
@@ -168,7 +265,10 @@ def test_the_tabs_work_from_the_keyboard_and_the_page_fits_a_phone(page) -> None
     assert tab.evaluate("document.activeElement.id") == "tab-restore"
     tab.keyboard.press("ArrowLeft")
     assert tab.is_visible("#panel-upscale")
-    for field in ("#upscale-file", "#restore-upscale", "#restore-weight", "#slider"):
+    tab.keyboard.press("ArrowLeft")
+    assert tab.get_attribute("#tab-search", "aria-selected") == "true", "the arrows wrap round"
+    fields = ("#upscale-file", "#restore-upscale", "#restore-weight", "#slider", "#swap-target")
+    for field in (*fields, "#swap-source", "#swap-faces", "#index-file", "#search-query"):
         labelled = tab.eval_on_selector(field, "el => el.labels.length > 0")
         assert labelled, f"{field} has no label"
     tab.set_viewport_size({"width": 360, "height": 740})
