@@ -32,6 +32,7 @@ class JobQueue:
     def __init__(self, huey: Huey, handler: Callable[[str], None]) -> None:
         self._huey = huey
         self.shared = isinstance(huey, RedisHuey)
+        self.backend = "redis" if self.shared else "sqlite"
         self._enqueue = huey.task(name=TASK_NAME)(handler)
         self._stop = threading.Event()
         # Set on enqueue so an idle worker of this process starts at once instead of at its next

@@ -160,7 +160,7 @@ def shared_state(services: Services) -> SharedState:
     return SharedState(
         jobs=StatePart(backend=services.store.backend, connected=services.store.ping()),
         queue=StatePart(
-            backend="redis" if services.queue.shared else "sqlite",
+            backend=services.queue.backend,
             connected=services.queue.ping(),
         ),
         rate_limits=StatePart(
@@ -204,9 +204,7 @@ async def metrics(request: Request) -> dict[str, Any]:
     return {
         "timestamp": time.time(),
         "system": await asyncio.to_thread(metrics_system, services.settings.data_dir),
-        "queue": {
-            "backend": "redis" if services.settings.redis_url.get_secret_value() else "sqlite"
-        },
+        "queue": {"backend": services.queue.backend},
         "jobs": {
             "total_processed": totals.total_processed,
             "current_queue_length": queued,
